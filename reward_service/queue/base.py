@@ -70,6 +70,10 @@ class Broker(Protocol):
         """Hand an unfinished job back for another worker (e.g. on shutdown or engine death)."""
         ...
 
+    async def discard(self, delivery: Delivery, reason: str) -> None:
+        """Acknowledge without storing a result: nobody waits (cancelled, deadline passed)."""
+        ...
+
     async def cancelled(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these jobs were cancelled by their callers."""
         ...

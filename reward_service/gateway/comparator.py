@@ -1,0 +1,82 @@
+"""Runs comparisons through the broker: submit votes in waves, wait, cancel what nobody needs.
+
+This is the only gateway code that talks to the queue; Compare, CompareBatch, Rank and Score
+all go through `Comparator.compare`, so deadlines and cancellation behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from reward_service.errors import DeadlineExceeded, JudgmentFailed
+from reward_service.gateway.planner import (
+    Comparison,
+    ComparisonOutcome,
+    MappedVote,
+    OrderMode,
+    aggregate,
+    map_vote,
+    next_wave_size,
+    plan_votes,
+)
+from reward_service.queue.base import Broker, JobEnvelope
+from reward_service.queue.jobs import job_id
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeInfo:
+    """What the deployment judges with; reported by GetInfo and in every answer."""
+
+    model: str
+    profile: str
+    template_version: str
+
+
+class Comparator:
+    def __init__(self, broker: Broker, *, reply_to: str = "") -> None:
+        self.broker = broker
+        self.reply_to = reply_to
+
+    async def compare(self, c: Comparison, request_id: str, deadline: float) -> ComparisonOutcome:
+        """Judge one comparison. Raises JudgmentFailed when every vote failed."""
+        planned = plan_votes(c)
+        unit = 2 if c.order is OrderMode.BOTH else 1
+        votes: list[MappedVote] = []
+        issued: list[str] = []
+        try:
+            while (size := next_wave_size(votes, len(planned), unit)) > 0:
+                wave = planned[len(votes) : len(votes) + size]
+                envelopes = [
+                    JobEnvelope(
+                        job_id=job_id(request_id, p.task),
+                        task=p.task,
+                        deadline=deadline,
+                        reply_to=self.reply_to,
+                        use_cache=c.use_cache,
+                    )
+                    for p in wave
+                ]
+                futures = await self.broker.submit(envelopes)
+                issued.extend(e.job_id for e in envelopes)
+                timeout = deadline - time.time()
+                if timeout <= 0:
+                    raise DeadlineExceeded("deadline passed before the judgments were made")
+                try:
+                    results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"deadline passed with {sum(not f.done() for f in futures)} of "
+                        f"{len(futures)} judgments unfinished"
+                    ) from None
+                votes.extend(map_vote(p, r) for p, r in zip(wave, results, strict=True))
+                issued.clear()
+        finally:
+            if issued:  # cancelled or timed out mid-wave: nobody needs these any more
+                await asyncio.shield(self.broker.cancel(issued))
+        outcome = aggregate(votes, c.order)
+        if outcome.failed == len(votes):
+            reasons = sorted({v.result.error or "unknown" for v in votes})
+            raise JudgmentFailed("; ".join(reasons))
+        return outcome

@@ -1,0 +1,75 @@
+"""Domain results -> rrm.v1 messages (the only place that builds response protos)."""
+
+from __future__ import annotations
+
+from rrm.v1 import reward_pb2 as pb
+
+from reward_service.domain import Limits, ParseStatus
+from reward_service.gateway.comparator import JudgeInfo
+from reward_service.gateway.planner import ComparisonOutcome, MappedVote, Side
+
+_WINNER = {Side.UNDECIDED: pb.WINNER_UNDECIDED, Side.A: pb.WINNER_A, Side.B: pb.WINNER_B}
+_PARSE = {
+    ParseStatus.OK: pb.PARSE_STATUS_OK,
+    ParseStatus.BUDGET_FORCED: pb.PARSE_STATUS_BUDGET_FORCED,
+    ParseStatus.UNPARSEABLE: pb.PARSE_STATUS_UNPARSEABLE,
+    ParseStatus.FAILED: pb.PARSE_STATUS_FAILED,
+}
+
+
+def winner_pb(side: Side) -> pb.Winner.ValueType:
+    return _WINNER[side]
+
+
+def vote_pb(v: MappedVote) -> pb.Vote:
+    r = v.result
+    return pb.Vote(
+        shown_order=pb.SHOWN_ORDER_A_FIRST if v.a_first else pb.SHOWN_ORDER_B_FIRST,
+        verdict=_WINNER[v.verdict],
+        p_a=0.5 if v.p_a is None else v.p_a,
+        reasoning_tokens=r.reasoning_tokens,
+        parse_status=_PARSE[r.status],
+        reasoning=r.reasoning or "",
+        error=r.error or "",
+        vote_index=v.vote_index,
+    )
+
+
+def usage_pb(outcomes: list[ComparisonOutcome]) -> pb.Usage:
+    usage = pb.Usage()
+    for o in outcomes:
+        for v in o.votes:
+            r = v.result
+            usage.prompt_tokens += r.prompt_tokens
+            usage.completion_tokens += r.completion_tokens
+            usage.cached_prompt_tokens += r.cached_prompt_tokens
+            usage.cache_hits += int(r.cache_hit)
+            usage.judgments += int(r.status is not ParseStatus.FAILED and not r.cache_hit)
+    return usage
+
+
+def compare_response(o: ComparisonOutcome, info: JudgeInfo, request_id: str) -> pb.CompareResponse:
+    return pb.CompareResponse(
+        winner=_WINNER[o.winner],
+        p_a=o.p_a,
+        votes=[vote_pb(v) for v in o.votes],
+        usage=usage_pb([o]),
+        model=info.model,
+        template_version=info.template_version,
+        agreeing_votes=o.agreeing,
+        order_consistent=o.order_consistent,
+        request_id=request_id,
+    )
+
+
+def limits_pb(limits: Limits) -> pb.Limits:
+    return pb.Limits(
+        max_text_chars=limits.max_text_chars,
+        max_pairs=limits.max_pairs,
+        max_votes=limits.max_votes,
+        max_reasoning_tokens=limits.max_reasoning_tokens,
+        max_candidates_knockout=limits.max_candidates_knockout,
+        max_candidates_round_robin=limits.max_candidates_round_robin,
+        max_history_turns=limits.max_history_turns,
+        max_message_bytes=limits.max_message_bytes,
+    )

@@ -1,0 +1,155 @@
+"""Pure planning of one comparison's votes and aggregation of their results (no I/O).
+
+A comparison of A and B with k votes becomes k vote tasks (2k with ORDER_BOTH), each showing the
+pair in a definite order. Votes are issued in waves: only as many as could still decide the
+majority, so a clear majority stops early and the remaining draws are saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from enum import IntEnum
+
+from reward_service.domain import Pair, ParseStatus, Turn, Verdict, VoteResult, VoteTask
+
+
+class OrderMode(IntEnum):
+    RANDOM = 0
+    AS_GIVEN = 1
+    BOTH = 2
+
+
+class Side(IntEnum):
+    UNDECIDED = 0
+    A = 1
+    B = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One A-vs-B question with its judging options, validated."""
+
+    query: str
+    response_a: str
+    response_b: str
+    history: tuple[Turn, ...]
+    votes: int
+    order: OrderMode
+    max_reasoning_tokens: int
+    temperature: float
+    seed: int
+    return_reasoning: bool
+    use_cache: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedVote:
+    task: VoteTask
+    a_first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MappedVote:
+    """A vote's result mapped back from shown order to the caller's A/B."""
+
+    vote_index: int
+    a_first: bool
+    verdict: Side
+    p_a: float | None
+    result: VoteResult
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonOutcome:
+    winner: Side
+    p_a: float
+    votes: tuple[MappedVote, ...]
+    agreeing: int
+    order_consistent: bool
+    failed: int
+
+
+def derive_seed(*parts: str) -> int:
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def plan_votes(c: Comparison) -> list[PlannedVote]:
+    """Every vote the comparison may need, in issue order (vote index major)."""
+    rng = random.Random(c.seed)
+    planned: list[PlannedVote] = []
+    for index in range(c.votes):
+        if c.order is OrderMode.BOTH:
+            orders = [True, False]
+        elif c.order is OrderMode.AS_GIVEN:
+            orders = [True]
+        else:
+            orders = [rng.random() < 0.5]
+        for a_first in orders:
+            first, second = (c.response_a, c.response_b) if a_first else (c.response_b, c.response_a)
+            task = VoteTask(
+                pair=Pair(query=c.query, first=first, second=second, history=c.history),
+                max_reasoning_tokens=c.max_reasoning_tokens,
+                temperature=c.temperature,
+                seed=derive_seed(str(c.seed), str(index)) & 0x7FFFFFFF,
+                return_reasoning=c.return_reasoning,
+                vote_index=index,
+            )
+            planned.append(PlannedVote(task=task, a_first=a_first))
+    return planned
+
+
+def map_vote(planned: PlannedVote, result: VoteResult) -> MappedVote:
+    if result.status is ParseStatus.FAILED or result.verdict is Verdict.UNDECIDED:
+        side = Side.UNDECIDED
+    elif (result.verdict is Verdict.FIRST) == planned.a_first:
+        side = Side.A
+    else:
+        side = Side.B
+    p_a = None
+    if result.p_first is not None:
+        p_a = result.p_first if planned.a_first else 1.0 - result.p_first
+    return MappedVote(planned.task.vote_index, planned.a_first, side, p_a, result)
+
+
+def next_wave_size(votes: list[MappedVote], total: int, unit: int) -> int:
+    """How many more votes to issue: the fewest that could still settle the majority (0: done)."""
+    a = sum(v.verdict is Side.A for v in votes)
+    b = sum(v.verdict is Side.B for v in votes)
+    lead, trail = max(a, b), min(a, b)
+    remaining = total - len(votes)
+    if remaining <= 0 or lead > trail + remaining:
+        return 0
+    needed = (trail + remaining - lead) // 2 + 1
+    needed = -(-needed // unit) * unit  # whole units: both orders of a vote go together
+    return min(needed, remaining)
+
+
+def aggregate(votes: list[MappedVote], order: OrderMode) -> ComparisonOutcome:
+    decided = [v for v in votes if v.verdict is not Side.UNDECIDED]
+    a = sum(v.verdict is Side.A for v in decided)
+    b = len(decided) - a
+    probs = [v.p_a for v in decided if v.p_a is not None]
+    p_a = sum(probs) / len(probs) if probs else 0.5
+    if a != b:
+        winner = Side.A if a > b else Side.B
+    elif probs and p_a != 0.5:
+        winner = Side.A if p_a > 0.5 else Side.B  # tie broken by summed probability
+    else:
+        winner = Side.UNDECIDED
+    consistent = True
+    if order is OrderMode.BOTH:
+        by_index: dict[int, set[Side]] = {}
+        for v in votes:
+            by_index.setdefault(v.vote_index, set()).add(v.verdict)
+        consistent = all(len(s) == 1 and Side.UNDECIDED not in s for s in by_index.values())
+    return ComparisonOutcome(
+        winner=winner,
+        p_a=p_a,
+        votes=tuple(votes),
+        agreeing=sum(v.verdict is winner for v in decided) if winner is not Side.UNDECIDED else 0,
+        order_consistent=consistent,
+        failed=sum(v.result.status is ParseStatus.FAILED for v in votes),
+    )

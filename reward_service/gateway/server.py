@@ -1,0 +1,104 @@
+"""grpc.aio server lifecycle: health (NOT_SERVING until a warm-up judgment), reflection, drain.
+
+SIGTERM -> health NOT_SERVING (load balancers stop sending) -> stop accepting RPCs -> in-flight
+calls get `grace_s` to finish -> exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from rrm.v1 import reward_pb2 as pb
+from rrm.v1 import reward_pb2_grpc as pb_grpc
+
+from reward_service.gateway.comparator import Comparator
+from reward_service.gateway.planner import Comparison, OrderMode
+from reward_service.gateway.service import RewardService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RewardService"].full_name
+
+WARMUP = Comparison(
+    query="What is 2 + 2?",
+    response_a="2 + 2 = 4.",
+    response_b="2 + 2 = 5.",
+    history=(),
+    votes=1,
+    order=OrderMode.AS_GIVEN,
+    max_reasoning_tokens=8,
+    temperature=0.0,
+    seed=0,
+    return_reasoning=False,
+    use_cache=False,
+)
+
+
+class GatewayServer:
+    def __init__(
+        self,
+        service: RewardService,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    ) -> None:
+        self.service = service
+        self.host = host
+        self.requested_port = port
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=interceptors or [],
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        pb_grpc.add_RewardServiceServicer_to_server(service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self.server.add_insecure_port(f"{self.host}:{self.requested_port}")
+        await self.server.start()
+        log.info("gateway listening on %s:%d", self.host, self.port)
+        return self.port
+
+    async def warm_up(self, comparator: Comparator, timeout_s: float = 900.0) -> None:
+        """Judge one pair end to end, then report SERVING. Retries until a worker answers."""
+        started = time.monotonic()
+        delay = 0.5
+        while True:
+            try:
+                await comparator.compare(WARMUP, f"warmup-{uuid.uuid4().hex}", time.time() + 60)
+                break
+            except Exception as exc:
+                if time.monotonic() - started > timeout_s:
+                    raise
+                log.info("warm-up judgment not answered yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        log.info("warm-up judgment answered in %.1f s: SERVING", time.monotonic() - started)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace_s)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()

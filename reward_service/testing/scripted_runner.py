@@ -1,0 +1,53 @@
+"""`ScriptedRunner`: a TEST DOUBLE for the worker's `VoteRunner` (no judge, no engine).
+
+It answers each vote from a function of the shown pair after a configurable latency, so queue,
+worker and gateway behaviour (waves, cancellation, redelivery, load) can be tested and benchmarked
+fast. The real path (judge + vLLM) is tested separately with a real engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from reward_service.domain import ParseStatus, Verdict, VoteResult, VoteTask
+
+
+def prefer_longer(task: VoteTask) -> VoteResult:
+    """A deterministic judge: the longer response wins, p = 0.9."""
+    first_wins = len(task.pair.first) >= len(task.pair.second)
+    return VoteResult(
+        verdict=Verdict.FIRST if first_wins else Verdict.SECOND,
+        p_first=0.9 if first_wins else 0.1,
+        status=ParseStatus.OK,
+        reasoning_tokens=1,
+        prompt_tokens=len(task.pair.first) + len(task.pair.second),
+        completion_tokens=1,
+    )
+
+
+class ScriptedRunner:
+    def __init__(
+        self,
+        script: Callable[[VoteTask], VoteResult] = prefer_longer,
+        *,
+        latency_s: float = 0.0,
+    ) -> None:
+        self.script = script
+        self.latency_s = latency_s
+        self.calls: list[str] = []  # request ids, in call order
+        self.cancelled: list[str] = []
+        self.recoveries = 0
+
+    async def run(self, task: VoteTask, request_id: str) -> VoteResult:
+        self.calls.append(request_id)
+        try:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+        except asyncio.CancelledError:
+            self.cancelled.append(request_id)
+            raise
+        return self.script(task)
+
+    async def recover(self) -> None:
+        self.recoveries += 1

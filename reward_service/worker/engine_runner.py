@@ -1,0 +1,50 @@
+"""The production `VoteRunner`: render with the judge, generate on the engine, parse, force a
+verdict when the reasoning budget runs out (see `worker/vote.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from reward_service.domain import VoteResult, VoteTask
+from reward_service.engine.base import Engine
+from reward_service.judge import Judge
+from reward_service.worker.vote import judge_vote
+
+log = logging.getLogger(__name__)
+
+
+class PromptTooLong(ValueError):
+    """The rendered prompt plus the reasoning budget does not fit the model's context."""
+
+
+class EngineVoteRunner:
+    def __init__(self, judge: Judge, engine: Engine, *, max_model_len: int) -> None:
+        self.judge = judge
+        self.engine = engine
+        self.max_model_len = max_model_len
+        self._restart_lock = asyncio.Lock()
+        self._generation = 0
+
+    async def run(self, task: VoteTask, request_id: str) -> VoteResult:
+        prompt_len = len(self.judge.render(task.pair))
+        # +8: room for the forced end-of-reasoning and verdict prefix tokens.
+        needed = prompt_len + task.max_reasoning_tokens + 8
+        if needed > self.max_model_len:
+            raise PromptTooLong(
+                f"prompt is {prompt_len} tokens; with max_reasoning_tokens "
+                f"{task.max_reasoning_tokens} it exceeds the model context of {self.max_model_len}"
+            )
+        return await judge_vote(self.judge, self.engine, task, request_id)
+
+    async def recover(self) -> None:
+        generation = self._generation
+        async with self._restart_lock:
+            if generation != self._generation:
+                return  # another task already restarted the engine
+            restart = getattr(self.engine, "restart", None)
+            if restart is None:
+                raise RuntimeError("engine died and cannot be restarted")
+            log.warning("engine died: restarting it")
+            await restart()
+            self._generation += 1

@@ -1,0 +1,19 @@
+"""The contract between the worker loop and what judges one job.
+
+The `VoteRunner` contract keeps the worker loop ignorant of judges and engines, so the same loop
+drives vLLM in process, a remote OpenAI-compatible server, or a scripted test double.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from reward_service.domain import VoteResult, VoteTask
+
+
+class VoteRunner(Protocol):
+    async def run(self, task: VoteTask, request_id: str) -> VoteResult: ...
+
+    async def recover(self) -> None:
+        """Called after EngineDead: bring the engine back (or raise to stop the worker)."""
+        ...

@@ -1,0 +1,121 @@
+"""The worker loop: keep up to `max_in_flight` judgments running, continuously, not in batches.
+
+A free slot is refilled as soon as any judgment ends, so the engine's continuous batching always
+has work. Results are written before the job is acknowledged (at-least-once); jobs whose callers
+are gone are skipped or aborted; an engine death hands the in-flight jobs back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from reward_service.domain import VoteResult
+from reward_service.errors import EngineDead, Unavailable
+from reward_service.queue.base import Broker, Delivery
+from reward_service.worker.runner import VoteRunner
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        broker: Broker,
+        runner: VoteRunner,
+        *,
+        name: str = "worker",
+        max_in_flight: int = 64,
+        poll_s: float = 0.5,
+        cancel_check_s: float = 0.2,
+    ) -> None:
+        self.broker = broker
+        self.runner = runner
+        self.name = name
+        self.max_in_flight = max_in_flight
+        self.poll_s = poll_s
+        self.cancel_check_s = cancel_check_s
+        self._running: dict[asyncio.Task[None], Delivery] = {}
+        self._stopping = asyncio.Event()
+        self.completed = 0
+        self.failed = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Stop taking new jobs; `run` then finishes (or hands back) what is in flight."""
+        self._stopping.set()
+
+    async def run(self, grace_s: float = 60.0) -> None:
+        watcher = asyncio.create_task(self._watch_cancellations())
+        try:
+            while not self._stopping.is_set():
+                free = self.max_in_flight - len(self._running)
+                if free <= 0:
+                    await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                deliveries = await self.broker.receive(self.name, free, self.poll_s)
+                for delivery in deliveries:
+                    task = asyncio.create_task(self._handle(delivery))
+                    self._running[task] = delivery
+                    task.add_done_callback(self._running.pop)
+            await self._drain(grace_s)
+        finally:
+            watcher.cancel()
+
+    async def _drain(self, grace_s: float) -> None:
+        if not self._running:
+            return
+        log.info("%s: finishing %d in-flight judgments", self.name, len(self._running))
+        _, pending = await asyncio.wait(set(self._running), timeout=grace_s)
+        for task in pending:
+            delivery = self._running.get(task)
+            task.cancel()
+            if delivery is not None:
+                await self.broker.release(delivery)
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        if env.expired():
+            await self.broker.discard(delivery, "deadline passed before the job started")
+            return
+        try:
+            result = await self.runner.run(env.task, env.job_id)
+        except asyncio.CancelledError:
+            # Cancelled by the caller (see _watch_cancellations) or by shutdown: the engine
+            # request was aborted with the task. Shutdown releases the delivery in _drain.
+            if not self._stopping.is_set():
+                await self.broker.discard(delivery, "cancelled")
+            raise
+        except EngineDead:
+            await self.broker.release(delivery)
+            await self.runner.recover()
+            return
+        except Unavailable as exc:
+            log.warning("%s: job %s handed back: %s", self.name, env.job_id, exc)
+            await self.broker.release(delivery)
+            return
+        except Exception as exc:  # a judgment that cannot be made is reported, never dropped
+            log.exception("%s: job %s failed", self.name, env.job_id)
+            self.failed += 1
+            await self.broker.complete(delivery, VoteResult.failed(f"{type(exc).__name__}: {exc}"))
+            return
+        self.completed += 1
+        await self.broker.complete(delivery, result)
+
+    async def _watch_cancellations(self) -> None:
+        while True:
+            await asyncio.sleep(self.cancel_check_s)
+            if not self._running:
+                continue
+            now = time.time()
+            by_id = {d.envelope.job_id: t for t, d in self._running.items()}
+            cancelled = await self.broker.cancelled(list(by_id))
+            for job_id, task in by_id.items():
+                env = self._running.get(task)
+                if job_id in cancelled or (env is not None and env.envelope.expired(now)):
+                    task.cancel()
