@@ -77,7 +77,9 @@ def main() -> None:
             started = time.monotonic()
             with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
                 replies = list(
-                    pool.map(lambda ip: stub.Compare(request_for(*ip), timeout=600), enumerate(pairs))
+                    pool.map(
+                        lambda ip: stub.Compare(request_for(*ip), timeout=600), enumerate(pairs)
+                    )
                 )
             elapsed = time.monotonic() - started
         show(pairs, replies, info, elapsed)

@@ -49,7 +49,9 @@ def load_judge(settings: Settings) -> Judge:
 
 def judge_info(settings: Settings, judge: Judge) -> JudgeInfo:
     model = settings.engine.served_model_name or settings.model_path().rstrip("/").split("/")[-1]
-    return JudgeInfo(model=model, profile=str(judge.profile), template_version=judge.template_version)
+    return JudgeInfo(
+        model=model, profile=str(judge.profile), template_version=judge.template_version
+    )
 
 
 def build_broker(settings: Settings, *, role: str) -> Broker:
@@ -68,7 +70,9 @@ def build_gateway(
     settings: Settings, broker: Broker, info: JudgeInfo, *, reply_to: str = ""
 ) -> tuple[GatewayServer, Comparator]:
     comparator = Comparator(broker, reply_to=reply_to)
-    limits = Limits(max_reasoning_tokens=min(Limits().max_reasoning_tokens, settings.engine.max_model_len))
+    limits = Limits(
+        max_reasoning_tokens=min(Limits().max_reasoning_tokens, settings.engine.max_model_len)
+    )
     service = RewardService(
         comparator,
         info,
@@ -109,9 +113,7 @@ class Stopper:
         return cls(event)
 
 
-async def serve_all(
-    settings: Settings, *, on_ready: Callable[[int], None] | None = None
-) -> None:
+async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
     """`rrm serve`: gateway + embedded queue + worker + in-process engine, one process."""
     from reward_service.engine.factory import build_engine
 

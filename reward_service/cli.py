@@ -69,7 +69,10 @@ def model(dest: Path | None, force: bool) -> None:
 @click.option("--b", "response_b", required=True, help="Response B.")
 @click.option("--votes", type=int, default=1, show_default=True)
 @click.option(
-    "--order", type=click.Choice(["random", "as_given", "both"]), default="random", show_default=True
+    "--order",
+    type=click.Choice(["random", "as_given", "both"]),
+    default="random",
+    show_default=True,
 )
 @click.option("--max-reasoning-tokens", type=int, default=0, help="0: the server default.")
 @click.option("--reasoning", is_flag=True, help="Print the judge's reasoning.")

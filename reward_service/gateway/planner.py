@@ -88,7 +88,9 @@ def plan_votes(c: Comparison) -> list[PlannedVote]:
         else:
             orders = [rng.random() < 0.5]
         for a_first in orders:
-            first, second = (c.response_a, c.response_b) if a_first else (c.response_b, c.response_a)
+            first, second = (
+                (c.response_a, c.response_b) if a_first else (c.response_b, c.response_a)
+            )
             task = VoteTask(
                 pair=Pair(query=c.query, first=first, second=second, history=c.history),
                 max_reasoning_tokens=c.max_reasoning_tokens,

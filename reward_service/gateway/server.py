@@ -92,7 +92,9 @@ class GatewayServer:
         log.info("warm-up judgment answered in %.1f s: SERVING", time.monotonic() - started)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+    async def _set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
         await self.health.set("", status)
         await self.health.set(SERVICE_NAME, status)
 

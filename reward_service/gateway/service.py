@@ -56,7 +56,8 @@ class RewardService(pb_grpc.RewardServiceServicer):
             raise InvalidInput("pairs", "must hold at least one pair")
         if len(request.pairs) > self.limits.max_pairs:
             raise InvalidInput(
-                "pairs", f"has {len(request.pairs)} pairs, over the limit of {self.limits.max_pairs}"
+                "pairs",
+                f"has {len(request.pairs)} pairs, over the limit of {self.limits.max_pairs}",
             )
         deadline = self._deadline(context)
 

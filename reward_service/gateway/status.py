@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,7 +19,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from reward_service import errors
+from reward_service import errors, metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,31 @@ T = TypeVar("T")
 Handler = Callable[..., Awaitable[T]]
 
 
+def _observe(name: str, code: grpc.StatusCode, started: float) -> None:
+    metrics.RPCS.labels(name, code.name).inc()
+    metrics.RPC_LATENCY.labels(name).observe(time.perf_counter() - started)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        metrics.OVERLOADED.inc()
+
+
 def unary(method: Handler[T]) -> Handler[T]:
-    """Wrap a unary handler so every exception leaves through `abort`."""
+    """Wrap a unary handler: exceptions leave through `abort`; latency and code are counted."""
+    name = method.__name__
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        started = time.perf_counter()
         try:
-            return await method(self, request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+            reply = await method(self, request, context)
+        except asyncio.CancelledError:
+            _observe(name, grpc.StatusCode.CANCELLED, started)
             raise
         except Exception as exc:
+            _observe(name, code_for(exc), started)
             await abort(context, exc)
             raise AssertionError("unreachable: abort raises") from exc
+        _observe(name, grpc.StatusCode.OK, started)
+        return reply
 
     return wrapper
 
@@ -93,14 +107,21 @@ def streaming(
 ) -> Callable[..., AsyncIterator[T]]:
     """The same for server-streaming handlers."""
 
+    name = method.__name__
+
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
         try:
             async for item in method(self, request, context):
                 yield item
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except asyncio.CancelledError:
+            _observe(name, grpc.StatusCode.CANCELLED, started)
             raise
         except Exception as exc:
+            _observe(name, code_for(exc), started)
             await abort(context, exc)
+        else:
+            _observe(name, grpc.StatusCode.OK, started)
 
     return wrapper

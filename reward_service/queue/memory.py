@@ -7,6 +7,7 @@ dead letters, content-addressed results), so the gateway and worker code paths a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -121,7 +122,9 @@ class MemoryBroker:
                     self._dead_letter(job_id, f"gave up after {job.tries - 1} tries")
                     continue
                 token = f"{consumer}:{next(self._tokens)}"
-                self._inflight[token] = _InFlight(job_id, time.monotonic() + self.visibility_timeout_s)
+                self._inflight[token] = _InFlight(
+                    job_id, time.monotonic() + self.visibility_timeout_s
+                )
                 out.append(Delivery(envelope=job, token=token))
             if out:
                 return out
@@ -129,10 +132,8 @@ class MemoryBroker:
             if remaining <= 0:
                 return []
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=min(remaining, 0.5))
-            except TimeoutError:
-                pass
 
     async def complete(self, delivery: Delivery, result: VoteResult) -> None:
         job_id = delivery.envelope.job_id

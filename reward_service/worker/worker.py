@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 
+from reward_service import metrics
 from reward_service.domain import VoteResult
 from reward_service.errors import EngineDead, Unavailable
 from reward_service.queue.base import Broker, Delivery
@@ -80,31 +81,44 @@ class Worker:
 
     async def _handle(self, delivery: Delivery) -> None:
         env = delivery.envelope
+        metrics.QUEUE_WAIT.observe(max(0.0, time.time() - env.enqueued_at))
         if env.expired():
+            metrics.DISCARDED.inc()
             await self.broker.discard(delivery, "deadline passed before the job started")
             return
+        metrics.IN_FLIGHT.inc()
+        started = time.perf_counter()
         try:
             result = await self.runner.run(env.task, env.job_id)
         except asyncio.CancelledError:
             # Cancelled by the caller (see _watch_cancellations) or by shutdown: the engine
             # request was aborted with the task. Shutdown releases the delivery in _drain.
             if not self._stopping.is_set():
+                metrics.DISCARDED.inc()
                 await self.broker.discard(delivery, "cancelled")
             raise
         except EngineDead:
+            metrics.RELEASED.inc()
             await self.broker.release(delivery)
             await self.runner.recover()
             return
         except Unavailable as exc:
             log.warning("%s: job %s handed back: %s", self.name, env.job_id, exc)
+            metrics.RELEASED.inc()
             await self.broker.release(delivery)
             return
         except Exception as exc:  # a judgment that cannot be made is reported, never dropped
             log.exception("%s: job %s failed", self.name, env.job_id)
             self.failed += 1
-            await self.broker.complete(delivery, VoteResult.failed(f"{type(exc).__name__}: {exc}"))
-            return
-        self.completed += 1
+            result = VoteResult.failed(f"{type(exc).__name__}: {exc}")
+        else:
+            self.completed += 1
+            metrics.JUDGMENT_LATENCY.observe(time.perf_counter() - started)
+            metrics.PROMPT_TOKENS.inc(result.prompt_tokens)
+            metrics.COMPLETION_TOKENS.inc(result.completion_tokens)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        metrics.JUDGMENTS.labels(str(result.status)).inc()
         await self.broker.complete(delivery, result)
 
     async def _watch_cancellations(self) -> None:

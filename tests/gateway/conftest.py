@@ -55,8 +55,16 @@ async def make_stack(
     if warm:
         await server.warm_up(comparator)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    return Stack(broker, runner, worker, server, comparator, channel,
-                 pb_grpc.RewardServiceStub(channel), worker_task)
+    return Stack(
+        broker,
+        runner,
+        worker,
+        server,
+        comparator,
+        channel,
+        pb_grpc.RewardServiceStub(channel),
+        worker_task,
+    )
 
 
 async def close_stack(s: Stack) -> None:

@@ -98,7 +98,9 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
 
 async def test_batch_reports_each_item_on_its_own(stack: Stack) -> None:
     reply = await stack.stub.CompareBatch(
-        pb.CompareBatchRequest(pairs=[req(), req(response_b=""), req(response_a=SHORT, response_b=LONG)])
+        pb.CompareBatchRequest(
+            pairs=[req(), req(response_b=""), req(response_a=SHORT, response_b=LONG)]
+        )
     )
     assert [r.WhichOneof("outcome") for r in reply.results] == ["response", "error", "response"]
     assert reply.results[0].response.winner == pb.WINNER_A
@@ -175,7 +177,9 @@ async def test_health_is_not_serving_until_warm_up_answers() -> None:
 
 async def test_reflection_lists_the_services(stack: Stack) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(stack.channel)
-    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    call = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
     names = set()
     async for reply in call:
         names |= {s.name for s in reply.list_services_response.service}

@@ -1,0 +1,43 @@
+"""Every Prometheus metric of the service, declared once: stable `rrm_` names, bounded labels,
+explicit buckets. Gateways and workers export them on their own metrics port (see `observe.py`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+# ---- gateway ----
+RPCS = Counter("rrm_rpcs_total", "RPCs answered, by method and status code", ["method", "code"])
+RPC_LATENCY = Histogram(
+    "rrm_rpc_latency_seconds", "RPC latency by method", ["method"], buckets=LATENCY_BUCKETS
+)
+QUEUE_DEPTH = Gauge("rrm_queue_depth", "Judgments queued or running, as the gateway sees them")
+OVERLOADED = Counter("rrm_overloaded_total", "Calls refused with RESOURCE_EXHAUSTED")
+
+# ---- worker ----
+JUDGMENTS = Counter(
+    "rrm_judgments_total", "Judgments finished by a worker, by parse status", ["status"]
+)
+JUDGMENT_LATENCY = Histogram(
+    "rrm_judgment_latency_seconds",
+    "Time to run one judgment on the engine",
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "rrm_queue_wait_seconds",
+    "Time a job waited on the queue before a worker took it",
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge("rrm_worker_in_flight", "Judgments running in this worker")
+RELEASED = Counter(
+    "rrm_jobs_released_total", "Jobs handed back to the queue (shutdown, engine down)"
+)
+DISCARDED = Counter("rrm_jobs_discarded_total", "Jobs skipped: cancelled or past their deadline")
+DEAD_LETTERS = Counter("rrm_dead_letters_total", "Jobs moved to the dead-letter stream")
+CACHE = Counter("rrm_verdict_cache_total", "Verdict cache lookups", ["result"])  # hit | miss
+PROMPT_TOKENS = Counter("rrm_engine_prompt_tokens_total", "Prompt tokens sent to the engine")
+COMPLETION_TOKENS = Counter("rrm_engine_completion_tokens_total", "Tokens the engine generated")
+ENGINE_RESTARTS = Counter("rrm_engine_restarts_total", "Engine restarts after it died")
+READY = Gauge("rrm_ready", "1 once this process answered its warm-up judgment")
