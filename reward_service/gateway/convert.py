@@ -7,6 +7,7 @@ from rrm.v1 import reward_pb2 as pb
 from reward_service.domain import Limits, ParseStatus
 from reward_service.gateway.comparator import JudgeInfo
 from reward_service.gateway.planner import ComparisonOutcome, MappedVote, Side
+from reward_service.gateway.tournament import PlayedMatch, TournamentResult
 
 _WINNER = {Side.UNDECIDED: pb.WINNER_UNDECIDED, Side.A: pb.WINNER_A, Side.B: pb.WINNER_B}
 _PARSE = {
@@ -72,4 +73,45 @@ def limits_pb(limits: Limits) -> pb.Limits:
         max_candidates_round_robin=limits.max_candidates_round_robin,
         max_history_turns=limits.max_history_turns,
         max_message_bytes=limits.max_message_bytes,
+    )
+
+
+_STRATEGY_PB = {
+    "knockout": pb.STRATEGY_KNOCKOUT,
+    "elo": pb.STRATEGY_ELO,
+    "bradley_terry": pb.STRATEGY_BRADLEY_TERRY,
+    "win_rate": pb.STRATEGY_WIN_RATE,
+}
+
+
+def match_pb(m: PlayedMatch) -> pb.Match:
+    return pb.Match(
+        a=m.a,
+        b=m.b,
+        winner=-1 if m.winner is None else m.winner,
+        p_a=m.p_a,
+        round=m.round,
+        votes=[vote_pb(v) for v in m.outcome.votes],
+    )
+
+
+def rank_response(r: TournamentResult, info: JudgeInfo, request_id: str) -> pb.RankResponse:
+    scores = []
+    for i, s in enumerate(r.stats):
+        entry = pb.CandidateScore(index=i, score=s.score, wins=s.wins, losses=s.losses)
+        if s.ci_low is not None and s.ci_high is not None:
+            entry.ci_low, entry.ci_high = s.ci_low, s.ci_high
+        scores.append(entry)
+    return pb.RankResponse(
+        ranking=list(r.ranking),
+        scores=scores,
+        winner=r.winner,
+        matches=[match_pb(m) for m in r.matches],
+        comparisons=len(r.matches),
+        rounds=r.rounds,
+        usage=usage_pb([m.outcome for m in r.matches]),
+        model=info.model,
+        template_version=info.template_version,
+        strategy=_STRATEGY_PB[r.strategy],
+        request_id=request_id,
     )

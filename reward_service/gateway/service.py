@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 from rrm.v1 import reward_pb2 as pb
@@ -14,7 +15,9 @@ from reward_service.domain import Limits
 from reward_service.errors import InvalidInput, RRMError
 from reward_service.gateway import convert, validation
 from reward_service.gateway.comparator import Comparator, JudgeInfo
-from reward_service.gateway.status import item_code, unary
+from reward_service.gateway.scoring import score_group, score_reference
+from reward_service.gateway.status import item_code, streaming, unary
+from reward_service.gateway.tournament import PlayedMatch, Tournament
 from reward_service.gateway.validation import Defaults
 
 
@@ -29,6 +32,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
         default_deadline_s: float,
     ) -> None:
         self.comparator = comparator
+        self.tournament = Tournament(comparator)
         self.info = info
         self.limits = limits
         self.defaults = defaults
@@ -74,6 +78,109 @@ class RewardService(pb_grpc.RewardServiceServicer):
 
         results = await asyncio.gather(*(one(i, p) for i, p in enumerate(request.pairs)))
         return pb.CompareBatchResponse(results=results)
+
+    @unary
+    async def Rank(
+        self, request: pb.RankRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RankResponse:
+        rid, spec = validation.rank_request(request, "", self.limits, self.defaults)
+        result = await self.tournament.run(spec, rid, self._deadline(context))
+        return convert.rank_response(result, self.info, rid)
+
+    @streaming
+    async def RankStream(
+        self, request: pb.RankRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RankEvent]:
+        rid, spec = validation.rank_request(request, "", self.limits, self.defaults)
+        events: asyncio.Queue[pb.RankEvent] = asyncio.Queue()
+
+        def on_event(event: PlayedMatch | int) -> None:
+            if isinstance(event, PlayedMatch):
+                events.put_nowait(pb.RankEvent(match=convert.match_pb(event)))
+            else:
+                events.put_nowait(pb.RankEvent(round_finished=event))
+
+        run = asyncio.create_task(self.tournament.run(spec, rid, self._deadline(context), on_event))
+        try:
+            while not (run.done() and events.empty()):
+                getter = asyncio.ensure_future(events.get())
+                await asyncio.wait({getter, run}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            yield pb.RankEvent(result=convert.rank_response(run.result(), self.info, rid))
+        finally:
+            run.cancel()
+
+    @unary
+    async def RankBatch(
+        self, request: pb.RankBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RankBatchResponse:
+        if not request.requests:
+            raise InvalidInput("requests", "must hold at least one request")
+        if len(request.requests) > self.limits.max_pairs:
+            raise InvalidInput(
+                "requests",
+                f"has {len(request.requests)} requests, over the limit of {self.limits.max_pairs}",
+            )
+        deadline = self._deadline(context)
+
+        async def one(i: int, item: pb.RankRequest) -> pb.RankResult:
+            try:
+                rid, spec = validation.rank_request(
+                    item, f"requests[{i}]", self.limits, self.defaults
+                )
+                result = await self.tournament.run(spec, rid, deadline)
+                return pb.RankResult(response=convert.rank_response(result, self.info, rid))
+            except RRMError as exc:
+                field = exc.field if isinstance(exc, InvalidInput) else f"requests[{i}]"
+                return pb.RankResult(
+                    error=pb.ItemError(code=item_code(exc), message=str(exc), field=field)
+                )
+
+        results = await asyncio.gather(*(one(i, r) for i, r in enumerate(request.requests)))
+        return pb.RankBatchResponse(results=results)
+
+    @unary
+    async def Score(
+        self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScoreResponse:
+        rid = validation.request_id_of(request.request_id, "request_id")
+        mode = request.mode or pb.SCORE_MODE_GROUP
+        deadline = self._deadline(context)
+        spec = validation.rank_spec(
+            rid,
+            request.query,
+            request.history,
+            request.candidates,
+            request.strategy,
+            request.options,
+            "",
+            self.limits,
+            self.defaults,
+            default_strategy=pb.STRATEGY_ELO,
+        )
+        if mode == pb.SCORE_MODE_REFERENCE:
+            reference = validation.check_text(request.reference, "reference", self.limits)
+            scores = await score_reference(self.comparator, spec, reference, rid, deadline)
+        elif mode == pb.SCORE_MODE_GROUP:
+            if request.reference:
+                raise InvalidInput("reference", "is only used with SCORE_MODE_REFERENCE")
+            scores = await score_group(self.tournament, spec, rid, deadline)
+        else:
+            raise InvalidInput("mode", f"unknown score mode {mode}")
+        reply = pb.ScoreResponse(
+            rewards=scores.rewards,
+            raw_scores=scores.raw,
+            usage=convert.usage_pb(list(scores.comparisons)),
+            model=self.info.model,
+            template_version=self.info.template_version,
+            request_id=rid,
+        )
+        if scores.tournament is not None:
+            reply.rank.CopyFrom(convert.rank_response(scores.tournament, self.info, rid))
+        return reply
 
     @unary
     async def GetInfo(

@@ -123,3 +123,77 @@ def compare_request(
         defaults,
     )
     return rid, c
+
+
+STRATEGIES = {
+    pb.STRATEGY_KNOCKOUT: "knockout",
+    pb.STRATEGY_ELO: "elo",
+    pb.STRATEGY_BRADLEY_TERRY: "bradley_terry",
+    pb.STRATEGY_WIN_RATE: "win_rate",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RankSpec:
+    """A validated tournament: the candidates and the comparison options every match uses."""
+
+    candidates: tuple[str, ...]
+    strategy: str  # a value of STRATEGIES
+    template: Comparison  # response_a/response_b are filled per match
+
+    @property
+    def n(self) -> int:
+        return len(self.candidates)
+
+
+def rank_spec(
+    request_id: str,
+    query: str,
+    history: Sequence[pb.Message],
+    candidates: Sequence[str],
+    strategy: int,
+    options: pb.JudgeOptions,
+    prefix: str,
+    limits: Limits,
+    defaults: Defaults,
+    *,
+    default_strategy: int = pb.STRATEGY_KNOCKOUT,
+) -> RankSpec:
+    strategy = strategy or default_strategy
+    if strategy not in STRATEGIES:
+        raise InvalidInput(_field(prefix, "strategy"), f"unknown strategy {strategy}")
+    name = STRATEGIES[strategy]
+    limit = (
+        limits.max_candidates_knockout if name == "knockout" else limits.max_candidates_round_robin
+    )
+    field = _field(prefix, "candidates")
+    if not candidates:
+        raise InvalidInput(field, "must hold at least one candidate")
+    if len(candidates) > limit:
+        raise InvalidInput(
+            field, f"has {len(candidates)} candidates, over the {name} limit of {limit}"
+        )
+    texts = tuple(check_text(c, f"{field}[{i}]", limits) for i, c in enumerate(candidates))
+    # the template validates query, history and options once; its responses are placeholders
+    template = comparison_of(
+        request_id, query, history, texts[0], texts[0], options, prefix, limits, defaults
+    )
+    return RankSpec(candidates=texts, strategy=name, template=template)
+
+
+def rank_request(
+    req: pb.RankRequest, prefix: str, limits: Limits, defaults: Defaults
+) -> tuple[str, RankSpec]:
+    rid = request_id_of(req.request_id, _field(prefix, "request_id"))
+    spec = rank_spec(
+        rid,
+        req.query,
+        req.history,
+        req.candidates,
+        req.strategy,
+        req.options,
+        prefix,
+        limits,
+        defaults,
+    )
+    return rid, spec

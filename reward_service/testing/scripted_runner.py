@@ -31,7 +31,7 @@ class ScriptedRunner:
         self,
         script: Callable[[VoteTask], VoteResult] = prefer_longer,
         *,
-        latency_s: float = 0.0,
+        latency_s: float | Callable[[VoteTask], float] = 0.0,
     ) -> None:
         self.script = script
         self.latency_s = latency_s
@@ -42,8 +42,9 @@ class ScriptedRunner:
     async def run(self, task: VoteTask, request_id: str) -> VoteResult:
         self.calls.append(request_id)
         try:
-            if self.latency_s:
-                await asyncio.sleep(self.latency_s)
+            latency = self.latency_s(task) if callable(self.latency_s) else self.latency_s
+            if latency:
+                await asyncio.sleep(latency)
         except asyncio.CancelledError:
             self.cancelled.append(request_id)
             raise

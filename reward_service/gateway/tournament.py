@@ -1,0 +1,207 @@
+"""Tournaments over many candidates, run through the comparator.
+
+Knockout matches are submitted the moment both entrants are known (no barrier per round), so a
+bracket of n candidates is ceil(log2 n) judgments deep in wall time. Round robins submit every
+pair at once and fit Elo, Bradley-Terry or win rates on the results. The algorithms themselves
+are the pure functions of `reward_service.ranking`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from reward_service.gateway.comparator import Comparator
+from reward_service.gateway.planner import ComparisonOutcome, OrderMode, Side, derive_seed
+from reward_service.gateway.validation import RankSpec
+from reward_service.ranking import (
+    KnockoutBracket,
+    MatchResult,
+    Outcome,
+    bradley_terry,
+    break_tie,
+    elo,
+    round_robin_pairs,
+    split_matches,
+    wins,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlayedMatch:
+    a: int
+    b: int
+    winner: int | None  # None: undecided (round robins count it as a tie)
+    p_a: float
+    round: int
+    outcome: ComparisonOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateStats:
+    score: float
+    wins: int
+    losses: int
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TournamentResult:
+    ranking: tuple[int, ...]
+    stats: tuple[CandidateStats, ...]
+    matches: tuple[PlayedMatch, ...]
+    rounds: int
+    strategy: str
+    # The pure algorithm's frozen result (EloResult, KnockoutResult, ...), for reward mappings.
+    detail: object
+
+    @property
+    def winner(self) -> int:
+        return self.ranking[0]
+
+
+# Called with each finished match, and with ("round", r) when a knockout round completes.
+EventSink = Callable[[PlayedMatch | int], None]
+
+
+class Tournament:
+    def __init__(self, comparator: Comparator) -> None:
+        self.comparator = comparator
+
+    async def run(
+        self, spec: RankSpec, request_id: str, deadline: float, on_event: EventSink | None = None
+    ) -> TournamentResult:
+        emit = on_event or (lambda _: None)
+        if spec.strategy == "knockout":
+            return await self._knockout(spec, request_id, deadline, emit)
+        return await self._round_robin(spec, request_id, deadline, emit)
+
+    async def _match(
+        self, spec: RankSpec, request_id: str, deadline: float, a: int, b: int, *, as_given: bool
+    ) -> ComparisonOutcome:
+        t = spec.template
+        order = OrderMode.AS_GIVEN if as_given and t.order is OrderMode.RANDOM else t.order
+        comparison = replace(
+            t,
+            response_a=spec.candidates[a],
+            response_b=spec.candidates[b],
+            order=order,
+            seed=derive_seed(str(t.seed), str(a), str(b)),
+        )
+        return await self.comparator.compare(comparison, f"{request_id}/{a}-{b}", deadline)
+
+    async def _knockout(
+        self, spec: RankSpec, request_id: str, deadline: float, emit: EventSink
+    ) -> TournamentResult:
+        seed = spec.template.seed
+        bracket = KnockoutBracket(spec.n, seed=seed & 0x7FFFFFFF)
+        running: dict[asyncio.Task[ComparisonOutcome], tuple[int, int, int, int]] = {}
+        played: list[PlayedMatch] = []
+        per_round: dict[int, int] = {}
+        try:
+            while not bracket.done:
+                for m in bracket.take_ready():
+                    task = asyncio.create_task(
+                        self._match(spec, request_id, deadline, m.a, m.b, as_given=False)
+                    )
+                    running[task] = (m.match_id, m.round, m.a, m.b)
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    match_id, round_, a, b = running.pop(task)
+                    outcome = task.result()  # a failed match fails the ranking
+                    decided = {Side.A: a, Side.B: b}.get(outcome.winner)
+                    winner = decided
+                    if winner is None:
+                        winner = break_tie(a, b, outcome.p_a, seed=seed, salt=match_id)
+                    bracket.record(match_id, winner, outcome.p_a)
+                    match = PlayedMatch(a, b, winner, outcome.p_a, round_, outcome)
+                    played.append(match)
+                    emit(match)
+                    per_round[round_] = per_round.get(round_, 0) + 1
+                    if per_round[round_] == _matches_in_round(bracket, round_):
+                        emit(round_)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        result = bracket.result()
+        stats = tuple(
+            CandidateStats(score=result.scores[i], wins=result.wins[i], losses=result.losses[i])
+            for i in range(spec.n)
+        )
+        return TournamentResult(
+            result.ranking, stats, tuple(played), result.rounds, spec.strategy, result
+        )
+
+    async def _round_robin(
+        self, spec: RankSpec, request_id: str, deadline: float, emit: EventSink
+    ) -> TournamentResult:
+        pairs = round_robin_pairs(spec.n, seed=spec.template.seed & 0x7FFFFFFF)
+
+        async def play(a: int, b: int) -> PlayedMatch:
+            outcome = await self._match(spec, request_id, deadline, a, b, as_given=True)
+            winner = {Side.A: a, Side.B: b}.get(outcome.winner)
+            return PlayedMatch(a, b, winner, outcome.p_a, 1, outcome)
+
+        tasks = [asyncio.create_task(play(a, b)) for a, b in pairs]
+        played: list[PlayedMatch] = []
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                match = await next_done  # a failed match fails the ranking
+                played.append(match)
+                emit(match)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if pairs:
+            emit(1)
+        return _fit(spec, played)
+
+
+def _matches_in_round(bracket: KnockoutBracket, round_: int) -> int:
+    """Round 1 has n - P/2 real matches (the rest are byes); round r >= 2 has P / 2**r."""
+    return bracket.n - bracket.size // 2 if round_ == 1 else bracket.size >> round_
+
+
+def _outcome(m: PlayedMatch) -> Outcome:
+    if m.winner is None:
+        return Outcome.TIE
+    return Outcome.A_WINS if m.winner == m.a else Outcome.B_WINS
+
+
+def _fit(spec: RankSpec, played: list[PlayedMatch]) -> TournamentResult:
+    results = [MatchResult(m.a, m.b, _outcome(m), m.p_a) for m in played]
+    # Sort into schedule order first: the seeded Elo shuffle must not depend on finish order.
+    results.sort(key=lambda r: (min(r.a, r.b), max(r.a, r.b)))
+    xs, ys, outcomes = split_matches(results)
+    tally = wins(xs, ys, outcomes, n=spec.n)
+    seed = spec.template.seed & 0x7FFFFFFF
+    ci_low = ci_high = None
+    fitted: object
+    if spec.strategy == "elo":
+        fitted = elo(xs, ys, outcomes, n=spec.n, seed=seed)
+        scores = fitted.scores
+        ranking = fitted.ranking
+    elif spec.strategy == "bradley_terry":
+        fitted = bradley_terry(xs, ys, outcomes, n=spec.n, seed=seed)
+        scores, ranking = fitted.scores, fitted.ranking
+        ci_low, ci_high = fitted.ci_low, fitted.ci_high
+    else:
+        fitted = tally
+        scores, ranking = tally.scores, tally.ranking
+    stats = tuple(
+        CandidateStats(
+            score=scores[i],
+            wins=tally.wins[i],
+            losses=tally.losses[i],
+            ci_low=None if ci_low is None else ci_low[i],
+            ci_high=None if ci_high is None else ci_high[i],
+        )
+        for i in range(spec.n)
+    )
+    return TournamentResult(
+        ranking, stats, tuple(played), 1 if played else 0, spec.strategy, fitted
+    )
