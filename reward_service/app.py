@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reward_service import metrics
 from reward_service.domain import Limits
 from reward_service.engine.base import Engine
 from reward_service.gateway.comparator import Comparator, JudgeInfo
-from reward_service.gateway.server import GatewayServer
+from reward_service.gateway.server import GatewayServer, tls_credentials
 from reward_service.gateway.service import RewardService
 from reward_service.gateway.validation import Defaults
 from reward_service.judge import Judge, JudgeProfile, detect_profile
+from reward_service.observe import start_http
 from reward_service.queue.base import Broker
 from reward_service.queue.memory import MemoryBroker
 from reward_service.settings import ProfileName, Settings
@@ -63,7 +65,16 @@ def build_broker(settings: Settings, *, role: str) -> Broker:
             max_tries=q.max_tries,
             result_ttl_s=q.result_ttl_s,
         )
-    raise SystemExit(f"queue kind {q.kind!r} is not available in this build")
+    from reward_service.queue.redis_broker import RedisBroker
+
+    return RedisBroker(
+        q.redis_url,
+        gateway_id=None if role != "worker" else f"worker-{os.getpid()}",
+        max_depth=settings.gateway.max_queued_jobs,
+        visibility_timeout_s=q.visibility_timeout_s,
+        max_tries=q.max_tries,
+        result_ttl_s=q.result_ttl_s,
+    )
 
 
 def build_gateway(
@@ -83,11 +94,18 @@ def build_gateway(
         ),
         default_deadline_s=settings.gateway.default_deadline_s,
     )
+    g = settings.gateway
+    credentials = None
+    if g.tls_cert or g.tls_key:
+        if not (g.tls_cert and g.tls_key):
+            raise SystemExit("RRM_GATEWAY__TLS_CERT and RRM_GATEWAY__TLS_KEY go together")
+        credentials = tls_credentials(g.tls_cert, g.tls_key, g.tls_client_ca)
     server = GatewayServer(
         service,
-        host=settings.gateway.host,
-        port=settings.gateway.port,
+        host=g.host,
+        port=g.port,
         max_message_bytes=limits.max_message_bytes,
+        credentials=credentials,
     )
     return server, comparator
 
@@ -118,6 +136,7 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     from reward_service.engine.factory import build_engine
 
     stopper = Stopper.install()
+    http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
     judge = load_judge(settings)
     engine = build_engine(settings)
     await engine.start()
@@ -128,7 +147,7 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     port = await server.start()
     worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
     if settings.gateway.warmup:
-        await server.warm_up(comparator)
+        await server.warm_up(comparator, settings.gateway.warmup_timeout_s)
     if on_ready is not None:
         on_ready(port)
     await stopper.event.wait()
@@ -138,3 +157,67 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     await worker_task
     await broker.close()
     await engine.close()
+    if http is not None:
+        http.close()
+
+
+async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
+    """`rrm gateway`: validates, plans and routes; judgments run on `rrm worker` replicas."""
+    if settings.queue.kind != "redis":
+        raise SystemExit("rrm gateway needs a shared queue: set RRM_QUEUE__KIND=redis")
+    stopper = Stopper.install()
+    http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
+    judge = load_judge(settings)  # the tokenizer only: for the template version in GetInfo
+    broker = build_broker(settings, role="gateway")
+    await broker.start()
+    server, comparator = build_gateway(settings, broker, judge_info(settings, judge))
+    port = await server.start()
+    if settings.gateway.warmup:
+        warm = asyncio.create_task(server.warm_up(comparator, settings.gateway.warmup_timeout_s))
+        await asyncio.wait(
+            {warm, asyncio.ensure_future(stopper.event.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if warm.done():
+            warm.result()
+        else:
+            warm.cancel()
+    if on_ready is not None and not stopper.event.is_set():
+        on_ready(port)
+    await stopper.event.wait()
+    log.info("shutting down: NOT_SERVING, draining in-flight calls")
+    await server.stop(settings.gateway.grace_s)
+    await broker.close()
+    if http is not None:
+        http.close()
+
+
+async def run_worker(settings: Settings) -> None:
+    """`rrm worker`: one engine replica reading jobs from the shared queue."""
+    from reward_service.engine.factory import build_engine
+
+    if settings.queue.kind != "redis":
+        raise SystemExit("rrm worker needs a shared queue: set RRM_QUEUE__KIND=redis")
+    stopper = Stopper.install()
+    # Metrics first: liveness probes see the process while the model loads; /healthz says 503.
+    http = await start_http(settings.worker.metrics_host, settings.worker.metrics_port)
+    judge = load_judge(settings)
+    engine = build_engine(settings)
+    await engine.start()
+    broker = build_broker(settings, role="worker")
+    await broker.start()
+    worker = build_worker(settings, broker, judge, engine)
+    worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
+    metrics.READY.set(1)
+    log.info("worker %s ready", worker.name)
+    await asyncio.wait(
+        {worker_task, asyncio.ensure_future(stopper.event.wait())},
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    metrics.READY.set(0)
+    log.info("shutting down: finishing or handing back in-flight judgments")
+    worker.stop()
+    await worker_task
+    await broker.close()
+    await engine.close()
+    if http is not None:
+        http.close()

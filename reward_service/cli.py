@@ -51,6 +51,30 @@ def serve(host: str | None, port: int | None, model: str | None) -> None:
 
 
 @main.command()
+@click.option("--host", default=None, help="Bind address (RRM_GATEWAY__HOST).")
+@click.option("--port", type=int, default=None, help="gRPC port (RRM_GATEWAY__PORT).")
+def gateway(host: str | None, port: int | None) -> None:
+    """The gateway alone (RRM_QUEUE__KIND=redis): judgments run on `rrm worker` replicas."""
+    from reward_service.app import run_gateway
+
+    settings = _settings(gateway__host=host, gateway__port=port)
+
+    def ready(bound: int) -> None:
+        click.echo(f"rrm gateway ready on {settings.gateway.host}:{bound}", err=True)
+
+    asyncio.run(run_gateway(settings, on_ready=ready))
+
+
+@main.command()
+@click.option("--model", default=None, help="Model folder or id (RRM_ENGINE__MODEL).")
+def worker(model: str | None) -> None:
+    """One worker replica (RRM_QUEUE__KIND=redis): runs the judge on its engine."""
+    from reward_service.app import run_worker
+
+    asyncio.run(run_worker(_settings(engine__model=model)))
+
+
+@main.command()
 @click.option("--dest", type=click.Path(path_type=Path), default=None)
 @click.option("--force", is_flag=True, help="Convert again even if the folder exists.")
 def model(dest: Path | None, force: bool) -> None:

@@ -67,6 +67,14 @@ class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 50051
     metrics_port: int = 0  # 0 = no metrics endpoint
+    # /metrics and /healthz bind all interfaces: Prometheus and the kubelet scrape from outside.
+    metrics_host: str = "0.0.0.0"
+    # TLS: PEM files. With tls_client_ca set, clients must present a certificate it signed (mTLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # How long a gateway waits for its warm-up judgment (workers may still be loading a model).
+    warmup_timeout_s: float = 3600.0
     # Deadline applied when the caller sets none.
     default_deadline_s: float = 600.0
     # Bound on queued + running judgments; past it: RESOURCE_EXHAUSTED with a retry delay.
@@ -79,6 +87,7 @@ class WorkerSettings(BaseModel):
     max_in_flight: int = 64
     name: str = ""
     metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
     grace_s: float = 60.0
 
 

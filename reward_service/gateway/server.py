@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from rrm.v1 import reward_pb2 as pb
 from rrm.v1 import reward_pb2_grpc as pb_grpc
 
+from reward_service import metrics
 from reward_service.gateway.comparator import Comparator
 from reward_service.gateway.planner import Comparison, OrderMode
 from reward_service.gateway.service import RewardService
@@ -40,6 +41,18 @@ WARMUP = Comparison(
 )
 
 
+def tls_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerCredentials:
+    """Server TLS from PEM files; with `client_ca`, clients must present a certificate (mTLS)."""
+    with open(cert, "rb") as c, open(key, "rb") as k:
+        pair = [(k.read(), c.read())]
+    if not client_ca:
+        return grpc.ssl_server_credentials(pair)
+    with open(client_ca, "rb") as ca:
+        return grpc.ssl_server_credentials(
+            pair, root_certificates=ca.read(), require_client_auth=True
+        )
+
+
 class GatewayServer:
     def __init__(
         self,
@@ -49,6 +62,7 @@ class GatewayServer:
         port: int = 0,
         max_message_bytes: int = 64 * 1024 * 1024,
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.service = service
         self.host = host
@@ -66,11 +80,16 @@ class GatewayServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
+        self.credentials = credentials
         self.port = 0
 
     async def start(self) -> int:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self.server.add_insecure_port(f"{self.host}:{self.requested_port}")
+        address = f"{self.host}:{self.requested_port}"
+        if self.credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, self.credentials)
         await self.server.start()
         log.info("gateway listening on %s:%d", self.host, self.port)
         return self.port
@@ -91,6 +110,7 @@ class GatewayServer:
                 delay = min(delay * 2, 10.0)
         log.info("warm-up judgment answered in %.1f s: SERVING", time.monotonic() - started)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        metrics.READY.set(1)
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -99,6 +119,7 @@ class GatewayServer:
         await self.health.set(SERVICE_NAME, status)
 
     async def stop(self, grace_s: float = 30.0) -> None:
+        metrics.READY.set(0)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace_s)
 
