@@ -18,6 +18,7 @@ from pathlib import Path
 from reward_service import metrics
 from reward_service.domain import Limits
 from reward_service.engine.base import Engine
+from reward_service.gateway.auth import AuthInterceptor, load_tokens
 from reward_service.gateway.comparator import Comparator, JudgeInfo
 from reward_service.gateway.server import GatewayServer, tls_credentials
 from reward_service.gateway.service import RewardService
@@ -100,12 +101,19 @@ def build_gateway(
         if not (g.tls_cert and g.tls_key):
             raise SystemExit("RRM_GATEWAY__TLS_CERT and RRM_GATEWAY__TLS_KEY go together")
         credentials = tls_credentials(g.tls_cert, g.tls_key, g.tls_client_ca)
+    interceptors = []
+    tokens = load_tokens(g.auth_tokens_file, g.auth_tokens)
+    if tokens:
+        interceptors.append(
+            AuthInterceptor(tokens, rate_limit_per_s=g.rate_limit_per_s, burst=g.rate_limit_burst)
+        )
     server = GatewayServer(
         service,
         host=g.host,
         port=g.port,
         max_message_bytes=limits.max_message_bytes,
         credentials=credentials,
+        interceptors=interceptors,
     )
     return server, comparator
 

@@ -73,6 +73,13 @@ class GatewaySettings(BaseModel):
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    # Bearer tokens (one per line in a file, e.g. a mounted Secret, and/or comma-separated).
+    # None configured: no authentication.
+    auth_tokens_file: str = ""
+    auth_tokens: str = ""
+    # Per-token rate limit (calls/s, 0 = off) and burst.
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: float = 0.0
     # How long a gateway waits for its warm-up judgment (workers may still be loading a model).
     warmup_timeout_s: float = 3600.0
     # Deadline applied when the caller sets none.

@@ -36,7 +36,13 @@ class Stack:
 
 
 async def make_stack(
-    *, latency_s: float = 0.0, max_depth: int = 10_000, max_in_flight: int = 32, warm: bool = True
+    *,
+    latency_s: float = 0.0,
+    max_depth: int = 10_000,
+    max_in_flight: int = 32,
+    warm: bool = True,
+    credentials: grpc.ServerCredentials | None = None,
+    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
 ) -> Stack:
     broker = MemoryBroker(max_depth=max_depth, visibility_timeout_s=5.0, max_tries=3)
     runner = ScriptedRunner(latency_s=latency_s)
@@ -49,7 +55,9 @@ async def make_stack(
         defaults=Defaults(max_reasoning_tokens=64, temperature=0.6),
         default_deadline_s=30.0,
     )
-    server = GatewayServer(service, host="127.0.0.1", port=0)
+    server = GatewayServer(
+        service, host="127.0.0.1", port=0, credentials=credentials, interceptors=interceptors
+    )
     port = await server.start()
     worker_task = asyncio.create_task(worker.run(grace_s=2.0))
     if warm:
