@@ -55,7 +55,11 @@ class VoteTask:
 
 @dataclass(frozen=True, slots=True)
 class VoteResult:
-    """What one judgment produced, in shown order. `p_first` is None only when FAILED."""
+    """What one judgment produced, in shown order.
+
+    `p_first` is None when there is no probability to report: FAILED, UNPARSEABLE, or (rarely) an
+    OK verdict whose read had neither verdict token in the engine's top-k.
+    """
 
     verdict: Verdict
     p_first: float | None

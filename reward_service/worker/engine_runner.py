@@ -28,8 +28,8 @@ class EngineVoteRunner:
 
     async def run(self, task: VoteTask, request_id: str) -> VoteResult:
         prompt_len = len(self.judge.render(task.pair))
-        # +8: room for the forced end-of-reasoning and verdict prefix tokens.
-        needed = prompt_len + task.max_reasoning_tokens + 8
+        # room for the forced end of reasoning, verdict prefix and the read token
+        needed = prompt_len + task.max_reasoning_tokens + self.judge.forced_overhead
         if needed > self.max_model_len:
             raise PromptTooLong(
                 f"prompt is {prompt_len} tokens; with max_reasoning_tokens "

@@ -1,0 +1,102 @@
+"""One vote: render, let the judge reason, read its verdict and the verdict's probability.
+
+Two engine calls per vote. The first samples the reasoning (up to the task's budget). The second
+is a one-token read with top-20 logprobs at the verdict position, which gives p(first):
+- natural verdict (OK): the verdict comes from the text; p(first) is read at the same position,
+  on the re-encoded completion up to its box + "\\boxed{Assistant " (the prompt prefix is cached);
+  p_first is None in the rare case that neither verdict token is in the read's top-20;
+- budget ran out without a verdict (BUDGET_FORCED): the generated ids are continued with the
+  judge's forced suffix (end of reasoning + "\\boxed{Assistant "); the verdict is the likelier of
+  the two verdict tokens (if neither is in the top-20, or they tie exactly: UNPARSEABLE);
+- the judge stopped by itself without a readable verdict (UNPARSEABLE): no second call, verdict
+  UNDECIDED and p_first None. We do not invent a 0.5: the gateway counts it as no vote, and a
+  forced read would put words in a judge that chose to stop (the reference counts it as a tie).
+Engine exceptions propagate: the worker decides between retry and failure.
+"""
+
+from __future__ import annotations
+
+from reward_service.domain import ParseStatus, Verdict, VoteResult, VoteTask
+from reward_service.engine.base import Engine, Generation, SamplingSpec
+from reward_service.errors import Unavailable
+from reward_service.judge import Judge
+
+READ_TOP_LOGPROBS = 20
+
+
+class VerdictReadError(RuntimeError):
+    """The engine broke the protocol on the verdict read (no logprobs for the read token)."""
+
+
+async def judge_vote(judge: Judge, engine: Engine, task: VoteTask, request_id: str) -> VoteResult:
+    prompt = judge.render(task.pair)
+    spec = SamplingSpec(
+        max_tokens=task.max_reasoning_tokens,
+        temperature=task.temperature,
+        seed=task.seed if engine.supports_seed else None,
+    )
+    gen = await engine.generate(prompt, spec, request_id)
+    _check_finished(gen, request_id)
+    parsed = judge.parse(gen.text)
+    reasoning = parsed.reasoning if task.return_reasoning else None
+
+    if parsed.status is ParseStatus.OK:
+        read_ids = [*prompt, *judge.reread_ids(gen.text, parsed)]
+        read = await _read_verdict(engine, read_ids, request_id)
+        verdict, status = parsed.verdict, ParseStatus.OK
+        p_first = judge.p_first(_top_logprobs(read, request_id))
+    elif gen.finish_reason == "length":
+        read_ids = [*prompt, *gen.token_ids, *judge.forced_suffix_ids(gen.text)]
+        read = await _read_verdict(engine, read_ids, request_id)
+        verdict, status, p_first = _forced_verdict(judge.p_first(_top_logprobs(read, request_id)))
+    else:
+        return VoteResult(
+            verdict=Verdict.UNDECIDED,
+            p_first=None,
+            status=ParseStatus.UNPARSEABLE,
+            reasoning_tokens=len(gen.token_ids),
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=len(gen.token_ids),
+            cached_prompt_tokens=gen.cached_prompt_tokens,
+            reasoning=reasoning,
+        )
+    # Usage counts both calls: the read's prompt is mostly a prefix-cache hit, which
+    # cached_prompt_tokens shows.
+    return VoteResult(
+        verdict=verdict,
+        p_first=p_first,
+        status=status,
+        reasoning_tokens=len(gen.token_ids),
+        prompt_tokens=gen.prompt_tokens + read.prompt_tokens,
+        completion_tokens=len(gen.token_ids) + len(read.token_ids),
+        cached_prompt_tokens=gen.cached_prompt_tokens + read.cached_prompt_tokens,
+        reasoning=reasoning,
+    )
+
+
+def _forced_verdict(p_first: float | None) -> tuple[Verdict, ParseStatus, float | None]:
+    """The likelier verdict token; no verdict token in the top-k (or an exact tie) reads nothing."""
+    if p_first is None or p_first == 0.5:
+        return Verdict.UNDECIDED, ParseStatus.UNPARSEABLE, None
+    verdict = Verdict.FIRST if p_first > 0.5 else Verdict.SECOND
+    return verdict, ParseStatus.BUDGET_FORCED, p_first
+
+
+async def _read_verdict(engine: Engine, prompt_ids: list[int], request_id: str) -> Generation:
+    # Temperature 1: the logprobs are the model's own distribution whichever way an engine
+    # reports them (raw or after temperature scaling). No seed: nothing is sampled that matters.
+    spec = SamplingSpec(max_tokens=1, temperature=1.0, logprobs=READ_TOP_LOGPROBS)
+    read = await engine.generate(prompt_ids, spec, f"{request_id}/verdict")
+    _check_finished(read, f"{request_id}/verdict")
+    return read
+
+
+def _top_logprobs(read: Generation, request_id: str) -> dict[int, float]:
+    if not read.logprobs:
+        raise VerdictReadError(f"{request_id}: the engine returned no logprobs for the verdict")
+    return read.logprobs[0]
+
+
+def _check_finished(gen: Generation, request_id: str) -> None:
+    if gen.finish_reason == "abort":
+        raise Unavailable(f"{request_id}: the engine aborted the request")
