@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# protoc finds its mypy plugins (protoc-gen-mypy) on PATH
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CACHE ?= .cache
 export RRM_CACHE_DIR ?= $(CURDIR)/$(CACHE)
 export VLLM_CPU_KVCACHE_SPACE ?= 2
@@ -45,9 +47,9 @@ proto: setup
 
 # CI fails if the committed stubs differ from what the .proto generates.
 proto-check: setup
-	@tmp=$$(mktemp -d); \
+	@set -e; tmp=$$(mktemp -d); \
 	$(PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --grpc_python_out=$$tmp \
-		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) >/dev/null && \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) >/dev/null; \
 	for f in reward_pb2.py reward_pb2.pyi reward_pb2_grpc.py reward_pb2_grpc.pyi; do \
 		diff -u proto/rrm/v1/$$f $$tmp/rrm/v1/$$f || { echo "stale generated stub: run make proto"; exit 1; }; \
 	done; echo "generated stubs are up to date"
