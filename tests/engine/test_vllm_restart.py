@@ -23,8 +23,21 @@ pytestmark = pytest.mark.engine
 
 
 def vllm_processes(name: str) -> list[psutil.Process]:
-    children = psutil.Process(os.getpid()).children(recursive=True)
-    return [p for p in children if p.is_running() and p.name() == name]
+    """This process's own engine processes: its engine core is a direct child. Other engines in
+    the session (e.g. an `rrm serve` subprocess) have theirs one level further down."""
+    cores = [
+        p
+        for p in psutil.Process(os.getpid()).children()
+        if p.is_running() and p.name() == "VLLM::EngineCore"
+    ]
+    if name == "VLLM::EngineCore":
+        return cores
+    return [
+        p
+        for core in cores
+        for p in core.children(recursive=True)
+        if p.is_running() and p.name() == name
+    ]
 
 
 async def test_killed_worker_raises_engine_dead_and_restart_recovers(
