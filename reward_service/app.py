@@ -20,6 +20,7 @@ from reward_service.domain import Limits
 from reward_service.engine.base import Engine
 from reward_service.gateway.auth import AuthInterceptor, load_tokens
 from reward_service.gateway.comparator import Comparator, JudgeInfo
+from reward_service.gateway.prompt_guard import ContextGuard
 from reward_service.gateway.server import GatewayServer, tls_credentials
 from reward_service.gateway.service import RewardService
 from reward_service.gateway.validation import Defaults
@@ -79,9 +80,11 @@ def build_broker(settings: Settings, *, role: str) -> Broker:
 
 
 def build_gateway(
-    settings: Settings, broker: Broker, info: JudgeInfo, *, reply_to: str = ""
+    settings: Settings, broker: Broker, judge: Judge, *, reply_to: str = ""
 ) -> tuple[GatewayServer, Comparator]:
-    comparator = Comparator(broker, reply_to=reply_to)
+    info = judge_info(settings, judge)
+    guard = ContextGuard(judge, settings.engine.max_model_len)
+    comparator = Comparator(broker, reply_to=reply_to, guard=guard)
     limits = Limits(
         max_reasoning_tokens=min(Limits().max_reasoning_tokens, settings.engine.max_model_len)
     )
@@ -151,7 +154,7 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     broker = build_broker(settings, role="all")
     await broker.start()
     worker = build_worker(settings, broker, judge, engine)
-    server, comparator = build_gateway(settings, broker, judge_info(settings, judge))
+    server, comparator = build_gateway(settings, broker, judge)
     port = await server.start()
     worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
     if settings.gateway.warmup:
@@ -178,7 +181,7 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
     judge = load_judge(settings)  # the tokenizer only: for the template version in GetInfo
     broker = build_broker(settings, role="gateway")
     await broker.start()
-    server, comparator = build_gateway(settings, broker, judge_info(settings, judge))
+    server, comparator = build_gateway(settings, broker, judge)
     port = await server.start()
     if settings.gateway.warmup:
         warm = asyncio.create_task(server.warm_up(comparator, settings.gateway.warmup_timeout_s))

@@ -21,6 +21,7 @@ from reward_service.gateway.planner import (
     next_wave_size,
     plan_votes,
 )
+from reward_service.gateway.prompt_guard import PromptGuard
 from reward_service.queue.base import Broker, JobEnvelope
 from reward_service.queue.jobs import job_id
 
@@ -35,12 +36,17 @@ class JudgeInfo:
 
 
 class Comparator:
-    def __init__(self, broker: Broker, *, reply_to: str = "") -> None:
+    def __init__(
+        self, broker: Broker, *, reply_to: str = "", guard: PromptGuard | None = None
+    ) -> None:
         self.broker = broker
         self.reply_to = reply_to
+        self.guard = guard
 
     async def compare(self, c: Comparison, request_id: str, deadline: float) -> ComparisonOutcome:
         """Judge one comparison. Raises JudgmentFailed when every vote failed."""
+        if self.guard is not None:
+            self.guard.check(c)
         planned = plan_votes(c)
         unit = 2 if c.order is OrderMode.BOTH else 1
         votes: list[MappedVote] = []

@@ -71,7 +71,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
                 outcome = await self.comparator.compare(c, rid, deadline)
                 return pb.CompareResult(response=convert.compare_response(outcome, self.info, rid))
             except RRMError as exc:
-                field = exc.field if isinstance(exc, InvalidInput) else f"pairs[{i}]"
+                field = _item_field(exc, f"pairs[{i}]")
                 return pb.CompareResult(
                     error=pb.ItemError(code=item_code(exc), message=str(exc), field=field)
                 )
@@ -134,7 +134,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
                 result = await self.tournament.run(spec, rid, deadline)
                 return pb.RankResult(response=convert.rank_response(result, self.info, rid))
             except RRMError as exc:
-                field = exc.field if isinstance(exc, InvalidInput) else f"requests[{i}]"
+                field = _item_field(exc, f"requests[{i}]")
                 return pb.RankResult(
                     error=pb.ItemError(code=item_code(exc), message=str(exc), field=field)
                 )
@@ -195,3 +195,10 @@ class RewardService(pb_grpc.RewardServiceServicer):
             default_max_reasoning_tokens=self.defaults.max_reasoning_tokens,
             default_temperature=self.defaults.temperature,
         )
+
+
+def _item_field(exc: RRMError, prefix: str) -> str:
+    """The batch item's field: validation errors already carry the prefix, others get it."""
+    if isinstance(exc, InvalidInput):
+        return exc.field if exc.field.startswith(prefix) else f"{prefix}.{exc.field}"
+    return prefix
