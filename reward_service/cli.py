@@ -137,5 +137,14 @@ def compare(
     click.echo(json.dumps(MessageToDict(reply), indent=2, ensure_ascii=False))
 
 
+def _register_adapter_commands() -> None:
+    """The trainer-side commands live in policy_adapter (it never imports the service)."""
+    from policy_adapter.launch.cli import launch
+
+    main.add_command(launch)
+
+
+_register_adapter_commands()
+
 if __name__ == "__main__":
     main()
