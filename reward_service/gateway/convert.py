@@ -92,6 +92,7 @@ def match_pb(m: PlayedMatch) -> pb.Match:
         p_a=m.p_a,
         round=m.round,
         votes=[vote_pb(v) for v in m.outcome.votes],
+        advanced=-1 if m.advanced is None else m.advanced,
     )
 
 

@@ -36,6 +36,8 @@ class PlayedMatch:
     p_a: float
     round: int
     outcome: ComparisonOutcome
+    # Knockout: who went on (the winner, or the tie-break pick of an undecided match).
+    advanced: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +114,11 @@ class Tournament:
                     match_id, round_, a, b = running.pop(task)
                     outcome = task.result()  # a failed match fails the ranking
                     decided = {Side.A: a, Side.B: b}.get(outcome.winner)
-                    winner = decided
-                    if winner is None:
-                        winner = break_tie(a, b, outcome.p_a, seed=seed, salt=match_id)
-                    bracket.record(match_id, winner, outcome.p_a)
-                    match = PlayedMatch(a, b, winner, outcome.p_a, round_, outcome)
+                    advanced = decided
+                    if advanced is None:
+                        advanced = break_tie(a, b, outcome.p_a, seed=seed, salt=match_id)
+                    bracket.record(match_id, advanced, outcome.p_a)
+                    match = PlayedMatch(a, b, decided, outcome.p_a, round_, outcome, advanced)
                     played.append(match)
                     emit(match)
                     per_round[round_] = per_round.get(round_, 0) + 1

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from reward_service.domain import VoteResult
+from reward_service.domain import ParseStatus, VoteResult
 from reward_service.errors import Overloaded
 from reward_service.queue.base import Delivery, JobEnvelope
 
@@ -137,7 +137,9 @@ class MemoryBroker:
 
     async def complete(self, delivery: Delivery, result: VoteResult) -> None:
         job_id = delivery.envelope.job_id
-        self._results[job_id] = (result, time.monotonic() + self.result_ttl_s)
+        # A failure is routed to its waiters but not stored: a retry must get a fresh try.
+        if result.status is not ParseStatus.FAILED:
+            self._results[job_id] = (result, time.monotonic() + self.result_ttl_s)
         self._resolve(job_id, result)
         self._ack(delivery)
 

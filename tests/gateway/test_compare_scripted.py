@@ -194,3 +194,9 @@ async def test_every_vote_failing_is_an_error_not_a_verdict(stack: Stack) -> Non
         await stack.stub.Compare(req(request_id="doomed"))
     assert err.value.code() == grpc.StatusCode.ABORTED
     assert "engine exploded" in (err.value.details() or "")
+    # a failure is not remembered: the same request retried later gets a fresh judgment
+    from reward_service.testing.scripted_runner import prefer_longer
+
+    stack.runner.script = prefer_longer
+    reply = await stack.stub.Compare(req(request_id="doomed"))
+    assert reply.winner == pb.WINNER_A

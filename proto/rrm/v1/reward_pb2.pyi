@@ -572,6 +572,7 @@ class Match(_message.Message):
     P_A_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     VOTES_FIELD_NUMBER: _builtins.int
+    ADVANCED_FIELD_NUMBER: _builtins.int
     a: _builtins.int
     """Candidate indices; a is the lower-numbered slot of the bracket."""
     b: _builtins.int
@@ -580,6 +581,10 @@ class Match(_message.Message):
     p_a: _builtins.float
     """Probability that candidate a beats candidate b."""
     round: _builtins.int
+    advanced: _builtins.int
+    """Knockout: the candidate that went on to the next round: the winner, or when no verdict
+    could be made (winner = -1) the tie-break pick (higher p_a, else a seeded coin).
+    """
     @_builtins.property
     def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vote]: ...
     def __init__(
@@ -591,10 +596,11 @@ class Match(_message.Message):
         p_a: _builtins.float = ...,
         round: _builtins.int = ...,
         votes: _abc.Iterable[Global___Vote] | None = ...,
+        advanced: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "b", b"b", "p_a", b"p_a", "round", b"round", "votes", b"votes", "winner", b"winner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "advanced", b"advanced", "b", b"b", "p_a", b"p_a", "round", b"round", "votes", b"votes", "winner", b"winner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
