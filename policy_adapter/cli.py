@@ -1,0 +1,274 @@
+"""Trainer-side commands of `rrm`: `rrm remote-rm` (OpenRLHF's HTTP reward endpoint) and
+`rrm bestofn` (best-of-N / DPO data). `python -m policy_adapter.cli` runs them standalone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import click
+
+from policy_adapter.channel import TLSConfig
+from policy_adapter.client import AsyncRewardClient
+from policy_adapter.results import JudgeOptions, Strategy
+from policy_adapter.retry import RetryPolicy
+
+STRATEGIES = ["knockout", "elo", "bradley_terry", "win_rate"]
+
+
+def _connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--target", default="127.0.0.1:50051", show_default=True,
+                     help="The reward service, host:port."),
+        click.option("--token", envvar="RRM_TOKEN", default=None,
+                     help="Bearer token (env RRM_TOKEN)."),
+        click.option("--tls-ca", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="Root CA (PEM): connect with TLS."),
+        click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="Client certificate (PEM) for mutual TLS."),
+        click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="Client key (PEM) for mutual TLS."),
+        click.option("--votes", type=int, default=0,
+                     help="Votes per comparison (0: server default)."),
+        click.option("--max-reasoning-tokens", type=int, default=0,
+                     help="Judge reasoning budget (0: server default)."),
+        click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
+                     help="Deadline of one call to the service, retries included."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _client(
+    target: str,
+    token: str | None,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    votes: int,
+    max_reasoning_tokens: int,
+    timeout_s: float,
+) -> AsyncRewardClient:
+    tls = None
+    if tls_ca or tls_cert:
+        tls = TLSConfig(root_ca=tls_ca, client_cert=tls_cert, client_key=tls_key)
+    return AsyncRewardClient(
+        target,
+        tls=tls,
+        token=token,
+        timeout_s=timeout_s,
+        retry=RetryPolicy(),
+        options=JudgeOptions(votes=votes, max_reasoning_tokens=max_reasoning_tokens),
+    )
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@click.command("remote-rm")
+@_connection_options
+@click.option("--host", default="0.0.0.0", show_default=True, help="HTTP bind address.")
+@click.option("--port", type=int, default=5000, show_default=True, help="HTTP port.")
+@click.option(
+    "--mode",
+    type=click.Choice(["group", "reference"]),
+    default="group",
+    show_default=True,
+    help="group: rank each prompt's n samples; reference: p(sample beats the label).",
+)
+@click.option(
+    "--n",
+    "n",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Samples per cohort: OpenRLHF's --rollout.n_samples_per_prompt.",
+)
+@click.option(
+    "--flush-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds a partly filled cohort waits before it is judged as is.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default=None,
+    help="Tournament of a cohort (default: the server's, round-robin Elo).",
+)
+@click.option(
+    "--label-as-group",
+    is_flag=True,
+    help='A plain-string label is a group id (else only {"group": ...} labels).',
+)
+def remote_rm(
+    host: str,
+    port: int,
+    mode: str,
+    n: int,
+    flush_timeout: float,
+    strategy: str | None,
+    label_as_group: bool,
+    **connection: Any,
+) -> None:
+    """OpenRLHF's remote reward model over HTTP (`--reward.remote_url http://HOST:PORT/get_reward`)."""
+    from policy_adapter.remote_rm import RemoteRMConfig, serve
+
+    _logging()
+    try:
+        config = RemoteRMConfig(
+            mode=cast(Literal["group", "reference"], mode),
+            n=n,
+            flush_timeout_s=flush_timeout,
+            strategy=Strategy.parse(strategy or ""),
+            label_as_group=label_as_group,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    serve(config, _client(**connection), host, port)
+
+
+@click.command("bestofn")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@_connection_options
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where sft.jsonl, dpo.jsonl and rankings.jsonl go (appended; reruns resume).",
+)
+@click.option(
+    "--policy-url",
+    default=None,
+    help="OpenAI-compatible base URL to sample from, e.g. http://127.0.0.1:8000/v1. "
+    "Without it every row needs its responses.",
+)
+@click.option("--policy-model", default="", help="Model name (default: the server's first).")
+@click.option("--policy-api-key", envvar="POLICY_API_KEY", default="", help="env POLICY_API_KEY")
+@click.option(
+    "-n",
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Samples per prompt.",
+)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float, default=1.0, show_default=True)
+@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--separate-calls", is_flag=True, help="N calls with n=1 instead of one with n=N.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="knockout", show_default=True)
+@click.option(
+    "--pairs",
+    type=click.Choice(["best-worst", "adjacent"]),
+    default="best-worst",
+    show_default=True,
+    help="DPO pairs per prompt.",
+)
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Keep a DPO pair only if the judge's p(chosen beats rejected) reaches this.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["chat", "text"]),
+    default="chat",
+    show_default=True,
+    help="chat: message lists (train with --data.apply_chat_template); text: plain strings.",
+)
+@click.option("--prompt-key", default="prompt", show_default=True)
+@click.option("--responses-key", default="responses", show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Prompts in flight.",
+)
+@click.option("--limit", type=int, default=0, help="Only the first N prompts.")
+def bestofn(
+    input_path: Path,
+    out_dir: Path,
+    policy_url: str | None,
+    policy_model: str,
+    policy_api_key: str,
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    separate_calls: bool,
+    strategy: str,
+    pairs: str,
+    min_confidence: float,
+    fmt: str,
+    prompt_key: str,
+    responses_key: str,
+    concurrency: int,
+    limit: int,
+    **connection: Any,
+) -> None:
+    """Rank N responses per prompt; write best-of-N SFT and DPO JSONL for OpenRLHF."""
+    from policy_adapter.bestofn import BestOfNConfig, PolicySampler, SamplingConfig, read_rows
+    from policy_adapter.bestofn_report import run_with_progress
+    from policy_adapter.preference import PairMode
+
+    _logging("WARNING")
+    rows = read_rows(input_path, prompt_key=prompt_key, responses_key=responses_key, limit=limit)
+    if policy_url is None and any(r.responses is None for r in rows):
+        raise click.UsageError(f"rows without {responses_key!r} need --policy-url to sample from")
+    config = BestOfNConfig(
+        out_dir=out_dir,
+        strategy=Strategy.parse(strategy),
+        pairs=PairMode(pairs),
+        min_confidence=min_confidence,
+        format=cast(Literal["chat", "text"], fmt),
+        concurrency=concurrency,
+        options=JudgeOptions(
+            votes=connection["votes"], max_reasoning_tokens=connection["max_reasoning_tokens"]
+        ),
+    )
+    sampler = None
+    if policy_url:
+        sampler = PolicySampler(
+            SamplingConfig(
+                base_url=policy_url,
+                model=policy_model,
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                separate_calls=separate_calls,
+                api_key=policy_api_key,
+            )
+        )
+    summary = asyncio.run(run_with_progress(rows, config, _client(**connection), sampler))
+    if summary.failed:
+        raise click.ClickException(
+            f"{summary.failed} prompts failed (first: {summary.errors[0]}); rerun to retry them"
+        )
+
+
+@click.group()
+def main() -> None:
+    """Trainer-side tools of rrm-serve."""
+
+
+main.add_command(remote_rm)
+main.add_command(bestofn)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The trainer-side settings, read once from `RRM_*` environment variables.
+
+OpenRLHF loads the reward function and the agent executor from a file and calls them without
+arguments of ours, so the environment (set in the Ray job's runtime_env) is how they are
+configured: `RRM_ADDRESS=rrm.example:50051 RRM_N_SAMPLES_PER_PROMPT=8 ...`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from policy_adapter.channel import TLSConfig
+from policy_adapter.client import AsyncRewardClient, RewardClient
+from policy_adapter.results import JudgeOptions, Strategy
+from policy_adapter.retry import RetryPolicy
+
+
+class AdapterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RRM_", extra="ignore", frozen=True)
+
+    # Where the service listens, "host:port".
+    address: str = ""
+    # Bearer token sent as `authorization: Bearer <token>`.
+    token: str = ""
+    # TLS: a root CA file turns TLS on; cert + key add a client certificate (mutual TLS).
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_server_name: str | None = None
+    # Deadline of one call, all retries included, and how many attempts it may take.
+    timeout_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    # Tournament of group rewards ("" = the server default: round-robin Elo).
+    strategy: str = ""
+    # Judging options (0 = the server default).
+    votes: int = Field(default=0, ge=0)
+    max_reasoning_tokens: int = Field(default=0, ge=0)
+    # Group size of PPO/GRPO rewards (--rollout.n_samples_per_prompt). 0: the agent executor
+    # learns it from the calls it sees; the remote RM needs it.
+    n_samples_per_prompt: int = Field(default=0, ge=0)
+    # How long a partly filled group waits for its missing samples before it is judged as is.
+    group_timeout_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        Strategy.parse(value)
+        return value
+
+    @property
+    def strategy_enum(self) -> Strategy:
+        return Strategy.parse(self.strategy)
+
+    @property
+    def tls_config(self) -> TLSConfig | None:
+        if not (self.tls or self.tls_ca or self.tls_cert):
+            return None
+        return TLSConfig(self.tls_ca, self.tls_cert, self.tls_key, self.tls_server_name)
+
+    def judge_options(self) -> JudgeOptions:
+        return JudgeOptions(votes=self.votes, max_reasoning_tokens=self.max_reasoning_tokens)
+
+    def client(self) -> RewardClient:
+        return RewardClient(
+            self.address,
+            tls=self.tls_config,
+            token=self.token or None,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            options=self.judge_options(),
+        )
+
+    def async_client(self) -> AsyncRewardClient:
+        return AsyncRewardClient(
+            self.address,
+            tls=self.tls_config,
+            token=self.token or None,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            options=self.judge_options(),
+        )
