@@ -24,9 +24,9 @@ from rrm.v1 import reward_pb2_grpc as pb_grpc
 from policy_adapter.hh_rlhf import PreferencePair, load_pairs
 
 ROOT = Path(__file__).resolve().parent
-PAIRS = int(os.environ.get("DEMO_PAIRS", "8"))
+PAIRS = int(os.environ.get("DEMO_PAIRS", "12"))
 BUDGET = int(os.environ.get("DEMO_MAX_REASONING_TOKENS", "128"))
-console = Console()
+console = Console(width=120)
 
 
 def free_port() -> int:
@@ -67,8 +67,17 @@ def request_for(i: int, pair: PreferencePair) -> pb.CompareRequest:
 def main() -> None:
     pairs = list(load_pairs(ROOT / "hh-rlhf-harmless-256.jsonl", limit=PAIRS))
     port = free_port()
-    env = dict(os.environ, RRM_GATEWAY__PORT=str(port), RRM_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "reward_service.cli", "serve"], env=env)
+    env = dict(os.environ, RRM_GATEWAY__PORT=str(port))
+    log_path = ROOT.parent / ".cache" / "demo-serve.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"service log: {log_path}")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reward_service.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             wait_serving(channel, proc, timeout_s=600)
@@ -85,7 +94,8 @@ def main() -> None:
         show(pairs, replies, info, elapsed)
     finally:
         proc.terminate()
-        proc.wait(timeout=120)
+        code = proc.wait(timeout=120)
+        console.print(f"rrm serve stopped (exit code {code})")
 
 
 def show(
@@ -95,17 +105,17 @@ def show(
     elapsed: float,
 ) -> None:
     table = Table(title=f"{info.model} ({info.judge_profile}, {info.template_version})")
-    for col in ("#", "query", "verdict", "p(chosen)", "tokens", "how", "agrees with human"):
-        table.add_column(col)
+    table.add_column("query", no_wrap=True, overflow="ellipsis", max_width=44)
+    for col in ("verdict", "p(chosen)", "tokens", "how", "agrees with human"):
+        table.add_column(col, no_wrap=True)
     agree = 0
-    for i, (pair, reply) in enumerate(zip(pairs, replies, strict=True)):
+    for pair, reply in zip(pairs, replies, strict=True):
         vote = reply.votes[0]
         verdict = {pb.WINNER_A: "chosen", pb.WINNER_B: "rejected"}.get(reply.winner, "undecided")
         agree += reply.winner == pb.WINNER_A
-        query = pair.query.replace("\n", " ")
+        query = " ".join(pair.query.split())
         table.add_row(
-            str(i),
-            query[:40] + ("..." if len(query) > 40 else ""),
+            query,
             verdict,
             f"{reply.p_a:.2f}",
             str(vote.reasoning_tokens),
