@@ -27,10 +27,11 @@ class QueueNames:
 
     @property
     def dead_letter_stream(self) -> str:
+        """Jobs given up on (retries exhausted, undecodable), with the reason, for inspection."""
         return f"{self.prefix}:dead"
 
     def reply_stream(self, gateway_id: str) -> str:
-        """Results routed back to one gateway."""
+        """Results routed back to one gateway; expires `REPLY_TTL_S` after its last reply."""
         return f"{self.prefix}:replies:{gateway_id}"
 
     def result_key(self, job_id: str) -> str:
@@ -38,6 +39,7 @@ class QueueNames:
         return f"{self.prefix}:result:{job_id}"
 
     def cancel_key(self, job_id: str) -> str:
+        """Set when nobody waits for a job any more: workers skip or abort it."""
         return f"{self.prefix}:cancel:{job_id}"
 
     def cache_key(self, fingerprint: str) -> str:
@@ -53,9 +55,27 @@ class QueueNames:
         }
 
 
+DEFAULT_NAMES = QueueNames()
+
+# Fields of stream entries: the jobs stream and the dead-letter stream carry the encoded
+# envelope under JOB_FIELD; reply streams carry (REPLY_ID_FIELD, REPLY_RESULT_FIELD).
+JOB_FIELD = "job"
+REPLY_ID_FIELD = "id"
+REPLY_RESULT_FIELD = "result"
+DEAD_REASON_FIELD = "reason"
+DEAD_JOB_ID_FIELD = "job_id"
+DEAD_ENTRY_FIELD = "entry_id"  # the jobs-stream entry it came from
+
 # Timing defaults shared by the broker and the chart (seconds).
 VISIBILITY_TIMEOUT_S = 120.0
 MAX_TRIES = 3
 RESULT_TTL_S = 3600
 CANCEL_TTL_S = 3600
 VERDICT_CACHE_TTL_S = 7 * 24 * 3600
+# A dead gateway's reply stream disappears this long after the last reply routed to it.
+REPLY_TTL_S = 600
+# Approximate caps (XADD MAXLEN ~): a live gateway trims its reply stream as it reads.
+REPLY_MAXLEN = 100_000
+DEAD_LETTER_MAXLEN = 100_000
+# How long a gateway trusts its last queue-depth reading for backpressure.
+DEPTH_CACHE_S = 0.1
