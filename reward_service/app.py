@@ -27,6 +27,7 @@ from reward_service.gateway.validation import Defaults
 from reward_service.judge import Judge, JudgeProfile, detect_profile
 from reward_service.observe import start_http
 from reward_service.queue.base import Broker
+from reward_service.queue.cache import MemoryVerdictCache, RedisVerdictCache, VerdictCache
 from reward_service.queue.memory import MemoryBroker
 from reward_service.settings import ProfileName, Settings
 from reward_service.worker.engine_runner import EngineVoteRunner
@@ -121,10 +122,27 @@ def build_gateway(
     return server, comparator
 
 
+def build_cache(settings: Settings) -> VerdictCache | None:
+    if not settings.queue.verdict_cache:
+        return None
+    if settings.queue.kind == "redis":
+        return RedisVerdictCache.from_url(settings.queue.redis_url)
+    return MemoryVerdictCache()
+
+
 def build_worker(settings: Settings, broker: Broker, judge: Judge, engine: Engine) -> Worker:
     runner = EngineVoteRunner(judge, engine, max_model_len=settings.engine.max_model_len)
     name = settings.worker.name or f"{socket.gethostname()}-{os.getpid()}"
-    return Worker(broker, runner, name=name, max_in_flight=settings.worker.max_in_flight)
+    info = judge_info(settings, judge)
+    return Worker(
+        broker,
+        runner,
+        name=name,
+        max_in_flight=settings.worker.max_in_flight,
+        cache=build_cache(settings),
+        cache_scope=(info.model, info.template_version),
+        cache_ttl_s=settings.queue.verdict_cache_ttl_s,
+    )
 
 
 @dataclass

@@ -104,6 +104,10 @@ class QueueSettings(BaseModel):
     visibility_timeout_s: float = 120.0
     max_tries: int = 3
     result_ttl_s: int = 3600
+    # Verdict cache: identical comparisons (same model, template, sampling, texts, order, vote
+    # index) are answered without the engine. Requests opt out with options.no_cache.
+    verdict_cache: bool = True
+    verdict_cache_ttl_s: float = 7 * 24 * 3600
 
 
 class Settings(BaseSettings):

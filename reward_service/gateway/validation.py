@@ -91,7 +91,10 @@ def comparison_of(
     a = check_text(response_a, _field(prefix, "response_a"), limits)
     b = check_text(response_b, _field(prefix, "response_b"), limits)
     turns = history_of(history, prefix, limits)
-    seed = options.seed if options.HasField("seed") else derive_seed(request_id, query, a, b)
+    # Unset seed: derived from the content, as the reference seeds per item. The same comparison
+    # then gets the same shown orders and vote seeds in every request, so the verdict cache can
+    # answer it again; votes stay independent through their index.
+    seed = options.seed if options.HasField("seed") else derive_seed(query, a, b)
     return Comparison(
         query=query,
         response_a=a,

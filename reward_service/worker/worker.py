@@ -12,12 +12,16 @@ import logging
 import time
 
 from reward_service import metrics
-from reward_service.domain import VoteResult
+from reward_service.domain import ParseStatus, VoteResult
 from reward_service.errors import EngineDead, Unavailable
 from reward_service.queue.base import Broker, Delivery
+from reward_service.queue.cache import VerdictCache
+from reward_service.queue.jobs import task_fingerprint
+from reward_service.queue.names import VERDICT_CACHE_TTL_S
 from reward_service.worker.runner import VoteRunner
 
 log = logging.getLogger(__name__)
+FAILED = ParseStatus.FAILED
 
 
 class Worker:
@@ -30,9 +34,16 @@ class Worker:
         max_in_flight: int = 64,
         poll_s: float = 0.5,
         cancel_check_s: float = 0.2,
+        cache: VerdictCache | None = None,
+        cache_scope: tuple[str, str] = ("", ""),
+        cache_ttl_s: float = VERDICT_CACHE_TTL_S,
     ) -> None:
         self.broker = broker
         self.runner = runner
+        self.cache = cache
+        # (model, template version): part of every cache key, so a new judge never sees old votes
+        self.cache_scope = cache_scope
+        self.cache_ttl_s = cache_ttl_s
         self.name = name
         self.max_in_flight = max_in_flight
         self.poll_s = poll_s
@@ -86,6 +97,15 @@ class Worker:
             metrics.DISCARDED.inc()
             await self.broker.discard(delivery, "deadline passed before the job started")
             return
+        fingerprint = None
+        if self.cache is not None and env.use_cache:
+            model, template = self.cache_scope
+            fingerprint = task_fingerprint(env.task, model=model, template_version=template)
+            cached = await self.cache.get(fingerprint)
+            metrics.CACHE.labels("hit" if cached is not None else "miss").inc()
+            if cached is not None:
+                await self.broker.complete(delivery, cached)
+                return
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
@@ -119,6 +139,8 @@ class Worker:
         finally:
             metrics.IN_FLIGHT.dec()
         metrics.JUDGMENTS.labels(str(result.status)).inc()
+        if fingerprint is not None and self.cache is not None and result.status is not FAILED:
+            await self.cache.put(fingerprint, result, self.cache_ttl_s)
         await self.broker.complete(delivery, result)
 
     async def _watch_cancellations(self) -> None:

@@ -16,6 +16,7 @@ from reward_service.gateway.comparator import Comparator, JudgeInfo
 from reward_service.gateway.server import GatewayServer
 from reward_service.gateway.service import RewardService
 from reward_service.gateway.validation import Defaults
+from reward_service.queue.cache import VerdictCache
 from reward_service.queue.memory import MemoryBroker
 from reward_service.testing.scripted_runner import ScriptedRunner
 from reward_service.worker.worker import Worker
@@ -43,10 +44,19 @@ async def make_stack(
     warm: bool = True,
     credentials: grpc.ServerCredentials | None = None,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    cache: VerdictCache | None = None,
 ) -> Stack:
     broker = MemoryBroker(max_depth=max_depth, visibility_timeout_s=5.0, max_tries=3)
     runner = ScriptedRunner(latency_s=latency_s)
-    worker = Worker(broker, runner, name="w1", max_in_flight=max_in_flight, cancel_check_s=0.05)
+    worker = Worker(
+        broker,
+        runner,
+        name="w1",
+        max_in_flight=max_in_flight,
+        cancel_check_s=0.05,
+        cache=cache,
+        cache_scope=("scripted", "test/0"),
+    )
     comparator = Comparator(broker)
     service = RewardService(
         comparator,

@@ -35,13 +35,22 @@ async def test_compare_maps_shown_order_back_to_a_and_b(stack: Stack) -> None:
             assert len(reply.votes) == 1 and reply.votes[0].parse_status == pb.PARSE_STATUS_OK
 
 
-async def test_random_order_shows_both_orders_across_votes(stack: Stack) -> None:
+async def test_random_order_is_seeded_per_item(stack: Stack) -> None:
     shown = set()
     for i in range(12):
-        reply = await stack.stub.Compare(req(request_id=f"r{i}"))
+        reply = await stack.stub.Compare(req(query=f"q{i}?", request_id=f"r{i}"))
         shown.add(reply.votes[0].shown_order)
         assert reply.winner == pb.WINNER_A
+        # the same item in another request is shown the same way (seeded per item)
+        again = await stack.stub.Compare(req(query=f"q{i}?", request_id=f"other-{i}"))
+        assert again.votes[0].shown_order == reply.votes[0].shown_order
     assert shown == {pb.SHOWN_ORDER_A_FIRST, pb.SHOWN_ORDER_B_FIRST}
+    # an explicit seed changes the draw
+    seeded = {
+        (await stack.stub.Compare(req(options=pb.JudgeOptions(seed=s)))).votes[0].shown_order
+        for s in range(12)
+    }
+    assert len(seeded) == 2
 
 
 async def test_votes_stop_early_once_the_majority_is_settled(stack: Stack) -> None:
@@ -200,3 +209,25 @@ async def test_every_vote_failing_is_an_error_not_a_verdict(stack: Stack) -> Non
     stack.runner.script = prefer_longer
     reply = await stack.stub.Compare(req(request_id="doomed"))
     assert reply.winner == pb.WINNER_A
+
+
+async def test_verdict_cache_answers_identical_comparisons_across_requests() -> None:
+    from reward_service.queue.cache import MemoryVerdictCache
+
+    cache = MemoryVerdictCache()
+    s = await make_stack(cache=cache)
+    try:
+        first = await s.stub.Compare(req(request_id="c1", options=pb.JudgeOptions(votes=3)))
+        calls = len(s.runner.calls)
+        second = await s.stub.Compare(req(request_id="c2", options=pb.JudgeOptions(votes=3)))
+        assert len(s.runner.calls) == calls, "identical comparison must not reach the engine"
+        used = len(first.votes)  # 2: a unanimous majority of 3 stops early
+        assert second.usage.cache_hits == used and second.usage.judgments == 0
+        assert [v.verdict for v in second.votes] == [v.verdict for v in first.votes]
+        # opt-out per request; a different budget is a different key
+        await s.stub.Compare(req(request_id="c3", options=pb.JudgeOptions(votes=3, no_cache=True)))
+        assert len(s.runner.calls) == calls + used
+        await s.stub.Compare(req(request_id="c4", options=pb.JudgeOptions(max_reasoning_tokens=9)))
+        assert len(s.runner.calls) == calls + used + 1
+    finally:
+        await close_stack(s)
