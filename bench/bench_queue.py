@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -26,8 +27,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+import psutil
 from rich.console import Console
 from rich.table import Table
 from rrm.v1 import reward_pb2 as pb
@@ -46,7 +49,7 @@ from reward_service.queue.redis_broker import RedisBroker  # noqa: E402
 from tests.queue.cluster import Cluster  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
-console = Console()
+console = Console(width=140)
 
 QUERY = "Which answer explains the difference between a list and a tuple in Python better?"
 LONG = "A list is mutable: you can append, remove and change items. A tuple is immutable."
@@ -59,6 +62,7 @@ class Run:
     seconds: float
     latencies_s: list[float]
     errors: int = 0
+    foreign_cores: float = 0.0  # CPU other programs used meanwhile (a shared machine's noise)
 
     @property
     def rate(self) -> float:
@@ -76,6 +80,44 @@ def task(i: int) -> VoteTask:
         temperature=0.6,
         vote_index=i % 8,
     )
+
+
+class ForeignCpu:
+    """CPU used during a measurement by processes that are not this benchmark's (this process,
+    its children, the Redis server): on a shared machine, the noise behind a number."""
+
+    redis_pid = 0
+    started = False
+    cores = 0.0
+
+    def _ours(self) -> float:
+        me = psutil.Process()
+        procs = [me, *me.children(recursive=True)]
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(self.redis_pid))
+        total = 0.0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def __enter__(self) -> ForeignCpu:
+        self.t0, self.ours0 = time.monotonic(), self._ours()
+        self.busy0 = _busy(psutil.cpu_times())
+        self.started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.started:
+            return
+        elapsed = time.monotonic() - self.t0
+        others = _busy(psutil.cpu_times()) - self.busy0 - (self._ours() - self.ours0)
+        self.cores = max(0.0, others / elapsed)
+
+
+def _busy(t: Any) -> float:
+    return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0))
 
 
 async def closed_loop(
@@ -99,11 +141,12 @@ async def closed_loop(
 
     callers = [asyncio.create_task(caller()) for _ in range(concurrency)]
     await asyncio.sleep(warmup_s)
-    measuring, t0 = True, time.perf_counter()
-    await asyncio.sleep(duration_s)
-    measuring, elapsed = False, time.perf_counter() - t0
+    with ForeignCpu() as foreign:
+        measuring, t0 = True, time.perf_counter()
+        await asyncio.sleep(duration_s)
+        measuring, elapsed = False, time.perf_counter() - t0
     await asyncio.gather(*callers)
-    return Run(done, elapsed, latencies)
+    return Run(done, elapsed, latencies, foreign_cores=foreign.cores)
 
 
 async def open_loop(
@@ -128,16 +171,20 @@ async def open_loop(
 
     t0 = time.perf_counter()
     launched = 0
+    foreign = ForeignCpu()
     while (now := time.perf_counter() - t0) < warmup_s + duration_s:
+        if now >= warmup_s and not foreign.started:
+            foreign.__enter__()
         for _ in range(int(now * rate) - launched):
             task = asyncio.create_task(timed(now >= warmup_s))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             launched += 1
         await asyncio.sleep(0.0005)
+    foreign.__exit__()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0 - warmup_s
-    return Run(len(latencies), max(duration_s, elapsed), latencies, errors)
+    return Run(len(latencies), max(duration_s, elapsed), latencies, errors, foreign.cores)
 
 
 def via_broker(broker: RedisBroker, tag: str) -> Callable[[int], Awaitable[None]]:
@@ -239,13 +286,20 @@ async def one_gateway_one_worker(
         await cluster.close()
 
 
-def _cells(run: Run) -> tuple[str, str, str, str]:
-    return f"{run.rate:,.0f}", f"{run.pct(0.5):.2f}", f"{run.pct(0.99):.2f}", str(run.errors)
+def _cells(run: Run) -> tuple[str, str, str, str, str]:
+    return (
+        f"{run.rate:,.0f}",
+        f"{run.pct(0.5):.2f}",
+        f"{run.pct(0.99):.2f}",
+        str(run.errors),
+        f"{run.foreign_cores:.2f}",
+    )
 
 
 async def scale_out(server: RedisServer, args: argparse.Namespace) -> Table:
     table = Table(title=f"Scale-out: judge latency {args.latency_ms} ms, 32 in flight per worker")
-    for col in ("workers", "judgments/s", "ideal (32/latency x k)", "vs ideal", "vs k x 1 worker"):
+    cols = ("workers", "judgments/s", "ideal (32/latency x k)", "vs ideal", "vs k x 1 worker")
+    for col in (*cols, "other CPU"):
         table.add_column(col, justify="right")
     latency_s = args.latency_ms / 1000
     single = None
@@ -278,6 +332,7 @@ async def scale_out(server: RedisServer, args: argparse.Namespace) -> Table:
             f"{ideal:,.0f}",
             f"{run.rate / ideal:.2f}",
             f"{run.rate / (k * single):.2f}",
+            f"{run.foreign_cores:.2f}",
         )
     return table
 
@@ -297,7 +352,7 @@ async def measure(server: RedisServer, args: argparse.Namespace) -> None:
     table = Table(title="One gateway, one worker process, zero-latency scripted judge")
     table.add_column("path")
     table.add_column("load")
-    for col in ("judgments/s", "p50 ms", "p99 ms", "failed calls"):
+    for col in ("judgments/s", "p50 ms", "p99 ms", "failed calls", "other CPU"):
         table.add_column(col, justify="right")
     await one_gateway_one_worker(server, args, table)
     console.print(table)
@@ -313,8 +368,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     args = p.parse_args()
     console.print(describe_machine())
+    console.print(
+        "other CPU: cores used meanwhile by programs outside this benchmark (0 = quiet machine)"
+    )
     with tempfile.TemporaryDirectory(prefix="rrm-bench-") as tmp:
         server = RedisServer(Path(tmp)).start()
+        ForeignCpu.redis_pid = server.pid or 0
         try:
             payload = encode_envelope(JobEnvelope(job_id="j-" + "0" * 40, task=task(0), deadline=0))
             base = Table(title=f"redis-benchmark XADD, {len(payload)}-byte entry, 50 clients")

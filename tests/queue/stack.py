@@ -66,7 +66,7 @@ async def make_redis_stack(
         await server.warm_up(service.comparator)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return RedisStack(
-        broker,  # type: ignore[arg-type]  (Stack names the memory broker; any Broker works)
+        broker,  # type: ignore[arg-type]  # Stack names the memory broker; any Broker works
         runner,
         worker,
         server,

@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
@@ -87,7 +88,12 @@ async def executions(url: str, prefix: str) -> list[tuple[str, str]]:
         raw = await redis.lrange(executions_key(QueueNames(prefix=prefix)), 0, -1)
     finally:
         await redis.aclose()
-    return [tuple(x.decode().split("|")) for x in raw]  # type: ignore[misc]
+    out = []
+    for entry in raw:
+        text = entry.decode() if isinstance(entry, bytes) else entry
+        job_id, worker = text.split("|")
+        out.append((job_id, worker))
+    return out
 
 
 async def queue_left(url: str, prefix: str) -> tuple[int, int]:
@@ -128,7 +134,7 @@ async def test_many_concurrent_calls_through_two_gateways_and_two_workers(
 
 
 async def test_a_worker_killed_mid_load_loses_nothing(cluster: Cluster) -> None:
-    flags = {"visibility": 1.0, "max_in_flight": 16}
+    flags: dict[str, Any] = {"visibility": 1.0, "max_in_flight": 16}
     victim, _ = await asyncio.gather(
         cluster.worker("w1", latency_s=0.2, **flags), cluster.worker("w2", latency_s=0.2, **flags)
     )
@@ -158,7 +164,7 @@ async def test_a_redis_restart_mid_load_answers_or_fails_cleanly_before_the_dead
     aof_cluster: Cluster, redis_aof: RedisServer
 ) -> None:
     c = aof_cluster
-    flags = {"latency_s": 0.3, "max_in_flight": 16}
+    flags: dict[str, Any] = {"latency_s": 0.3, "max_in_flight": 16}
     await asyncio.gather(c.worker("w1", **flags), c.worker("w2", **flags))
     g1, g2 = await asyncio.gather(c.gateway("g1"), c.gateway("g2"))
     channels, stubs = await stubs_for(c, g1.port, g2.port)

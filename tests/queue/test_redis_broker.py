@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -22,13 +24,14 @@ SECOND = VoteResult(verdict=Verdict.SECOND, p_first=0.2, status=ParseStatus.OK)
 
 
 @pytest.fixture
-async def redis(redis_session: RedisServer) -> Redis:
+async def redis(redis_session: RedisServer) -> AsyncIterator[Any]:
+    """A plain client to look at the raw keys and streams (typed loosely: replies vary)."""
     client = Redis.from_url(redis_session.url)
     yield client
     await client.aclose()
 
 
-async def stream_len(redis: Redis, names: QueueNames) -> int:
+async def stream_len(redis: Any, names: QueueNames) -> int:
     return int(await redis.xlen(names.jobs_stream))
 
 
@@ -37,7 +40,7 @@ async def test_it_is_a_broker(make_broker: BrokerFactory) -> None:
 
 
 async def test_roundtrip_stores_the_result_then_acks(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway, worker = await make_broker(), await make_broker(result_ttl_s=120)
     [fut] = await gateway.submit([job("j1")])
@@ -54,7 +57,7 @@ async def test_roundtrip_stores_the_result_then_acks(
 
 
 async def test_identical_job_ids_are_queued_once(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway, worker = await make_broker(), await make_broker()
     futs = await gateway.submit([job("same"), job("same")])
@@ -67,7 +70,7 @@ async def test_identical_job_ids_are_queued_once(
 
 
 async def test_a_stored_result_answers_a_repeat_without_queueing(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway, worker = await make_broker(), await make_broker()
     [fut] = await gateway.submit([job("done")])
@@ -82,7 +85,7 @@ async def test_a_stored_result_answers_a_repeat_without_queueing(
 
 
 async def test_a_queued_repeat_is_answered_from_the_stored_result(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     g1, g2, worker = await make_broker(), await make_broker(), await make_broker()
     [f1] = await g1.submit([job("twice")])
@@ -106,7 +109,7 @@ async def test_the_first_stored_result_wins(make_broker: BrokerFactory) -> None:
 
 
 async def test_release_hands_the_job_back_at_once(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway = await make_broker()
     w1, w2 = await make_broker(visibility_timeout_s=60), await make_broker()
@@ -117,7 +120,7 @@ async def test_release_hands_the_job_back_at_once(
     started = time.monotonic()
     await w1.release(d1)
     [d2] = await waiting
-    assert time.monotonic() - started < 0.5, "a blocked worker wakes up for the copy"
+    assert time.monotonic() - started < 2, "a blocked worker wakes up for the copy (vt: 60 s)"
     assert d2.envelope.job_id == "back" and d2.envelope.tries == 2
     await w2.complete(d2, SECOND)
     assert await asyncio.wait_for(fut, 2) == SECOND
@@ -125,7 +128,7 @@ async def test_release_hands_the_job_back_at_once(
 
 
 async def test_a_silent_worker_loses_its_job_to_another_after_the_visibility_timeout(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway = await make_broker()
     w1 = await make_broker(visibility_timeout_s=0.4)
@@ -145,7 +148,7 @@ async def test_a_silent_worker_loses_its_job_to_another_after_the_visibility_tim
 
 
 async def test_past_max_tries_the_job_is_dead_lettered_and_the_caller_told(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway = await make_broker()
     worker = await make_broker(visibility_timeout_s=0.2, max_tries=2)
@@ -175,7 +178,7 @@ async def test_released_tries_count_towards_max_tries(make_broker: BrokerFactory
 
 
 async def test_poison_goes_to_the_dead_letters_and_the_worker_carries_on(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway, worker = await make_broker(), await make_broker()
     field = n.JOB_FIELD
@@ -207,7 +210,7 @@ async def test_poison_goes_to_the_dead_letters_and_the_worker_carries_on(
 
 
 async def test_cancelled_jobs_are_skipped_by_workers(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway, worker = await make_broker(), await make_broker()
     futs = await gateway.submit([job("keep"), job("drop")])
@@ -242,7 +245,7 @@ async def test_cancel_waits_for_the_last_caller_and_a_new_caller_clears_it(
 
 
 async def test_discard_acknowledges_without_a_result(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway, worker = await make_broker(), await make_broker()
     await gateway.submit([job("late")])
@@ -253,7 +256,7 @@ async def test_discard_acknowledges_without_a_result(
 
 
 async def test_past_max_depth_submit_is_overloaded(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway = await make_broker(max_depth=3)
     await gateway.submit([job("a"), job("b")])
@@ -283,7 +286,7 @@ async def test_receive_waits_at_most_its_timeout(make_broker: BrokerFactory) -> 
     worker = await make_broker()
     started = time.monotonic()
     assert await worker.receive("w1", 4, 0.3) == []
-    assert 0.25 <= time.monotonic() - started < 1.0
+    assert 0.25 <= time.monotonic() - started < 2
 
 
 async def test_a_cancel_only_skips_the_copy_of_the_gateway_that_gave_up(
@@ -304,7 +307,7 @@ async def test_a_cancel_only_skips_the_copy_of_the_gateway_that_gave_up(
 
 
 async def test_a_failure_is_routed_but_not_stored(
-    make_broker: BrokerFactory, redis: Redis, names: QueueNames
+    make_broker: BrokerFactory, redis: Any, names: QueueNames
 ) -> None:
     gateway, worker = await make_broker(), await make_broker()
     [fut] = await gateway.submit([job("flop")])
