@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PROTO_SRC := proto/rrm/v1/reward.proto
 MODEL_DIR := $(CACHE)/models/SmolLM2-135M-Instruct
 
-.PHONY: setup node-setup model proto proto-check lint test test-fast demo bestofn-demo run bench clean
+.PHONY: setup node-setup model proto proto-check lint test test-fast demo bestofn-demo run bench soak chaos clean
 
 setup: $(VENV)/.installed
 
@@ -81,8 +81,17 @@ bestofn-demo: setup model
 run: setup model
 	$(VENV)/bin/rrm serve
 
+# Heavy runs stay out of `make test` (bounded smoke versions are in tests/bench_smoke).
 bench: setup model
-	$(PY) bench/bench_service.py
+	$(PY) -m bench.side_by_side --pairs 64
+	$(PY) bench/bench_queue.py
+	$(PY) bench/rank_real_judge.py --prompts 3 --max-reasoning-tokens 64
+
+soak: setup model
+	$(PY) -m bench.soak --minutes 10
+
+chaos: setup
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,316 @@
+"""Soak: a bounded open-loop run at ~80% of measured capacity through Redis (one `rrm gateway`,
+one `rrm worker` on the real engine, a redis-server started here). Samples the RSS of each
+process tree and the latency per window, then checks for growth: the slope of a linear fit of
+RSS over the second half must stay under --slope-limit MiB/min, and no call may fail.
+
+    python -m bench.soak --minutes 10          # rate: 0.8 x the Redis row of side_by_side.json
+    python -m bench.soak --minutes 3 --rate 2.0
+    python -m bench.soak --scripted --minutes 0.25 --rate 40   # no engine: the plumbing only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rrm.v1 import reward_pb2_grpc as pb_grpc
+
+from bench import procs
+from bench.common import (
+    IMG_DIR,
+    OUT_DIR,
+    Latencies,
+    RssSampler,
+    bench_pairs,
+    console,
+    machine_facts,
+    md_table,
+    mib,
+    save_json,
+)
+from bench.service_client import compare_request
+
+# Redis is sampled but not held to the slope limit: every answer is stored for result_ttl_s
+# (1 h) for idempotent retries, so its memory grows by design until the first results expire.
+CHECKED = ("gateway", "worker")
+
+
+@dataclass
+class Window:
+    t_end_s: float
+    sent: int = 0
+    answered: int = 0
+    errors: int = 0
+    latencies: Latencies = field(default_factory=Latencies)
+
+
+@dataclass
+class SoakResult:
+    rate: float
+    minutes: float
+    sent: int = 0
+    answered: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    windows: list[Window] = field(default_factory=list)
+    rss: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    slopes_mib_per_min: dict[str, float] = field(default_factory=dict)
+    p99_slope_s_per_min: float = 0.0
+    passed: bool = False
+
+
+def capacity_from(path: Path) -> float | None:
+    try:
+        return float(json.loads(path.read_text())["results"]["redis"]["judgments_per_s"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+async def drive(
+    address: str,
+    rate: float,
+    seconds: float,
+    window_s: float,
+    budget: int,
+    progress: Progress | None = None,
+) -> tuple[list[Window], dict[str, int]]:
+    """Calls started at a fixed rate, whatever the answers do; windows by start time."""
+    pairs = bench_pairs(256)
+    windows = [Window((k + 1) * window_s) for k in range(int(np.ceil(seconds / window_s)))]
+    errors: dict[str, int] = {}
+    tasks: set[asyncio.Task[None]] = set()
+    task_id = progress.add_task("soak", total=seconds) if progress else None
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.RewardServiceStub(channel)
+
+        async def one(i: int, w: Window) -> None:
+            started = time.perf_counter()
+            try:
+                await stub.Compare(
+                    compare_request(pairs[i % len(pairs)], budget, "soak"), timeout=300
+                )
+            except grpc.aio.AioRpcError as err:
+                w.errors += 1
+                errors[err.code().name] = errors.get(err.code().name, 0) + 1
+                return
+            w.answered += 1
+            w.latencies.add(time.perf_counter() - started)
+
+        t0 = time.perf_counter()
+        launched = 0
+        while (now := time.perf_counter() - t0) < seconds:
+            while launched < int(now * rate) + 1:
+                w = windows[min(int(now // window_s), len(windows) - 1)]
+                w.sent += 1
+                task = asyncio.create_task(one(launched, w))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                launched += 1
+            if progress is not None and task_id is not None:
+                progress.update(task_id, completed=now, description=f"soak: {len(tasks)} in flight")
+            await asyncio.sleep(min(0.05, 1 / rate))
+        await asyncio.gather(*tasks)
+    return windows, errors
+
+
+def slope_second_half(ts: list[float], ys: list[float]) -> float:
+    """Slope (per minute) of a least-squares line through the second half of the samples."""
+    half = [(t, y) for t, y in zip(ts, ys, strict=True) if t >= ts[-1] / 2]
+    if len(half) < 3:
+        return float("nan")
+    t, y = np.array(half).T
+    return float(np.polyfit(t / 60, y, 1)[0])
+
+
+def analyse(res: SoakResult, slope_limit: float) -> None:
+    ts = [t for t, _ in res.rss]
+    for name in res.rss[0][1]:
+        ys = [mib(sample[name]) for _, sample in res.rss]
+        res.slopes_mib_per_min[name] = slope_second_half(ts, ys)
+    full = [w for w in res.windows if w.latencies.seconds]
+    if len(full) >= 3:
+        res.p99_slope_s_per_min = slope_second_half(
+            [w.t_end_s for w in full], [w.latencies.p99 for w in full]
+        )
+    res.sent = sum(w.sent for w in res.windows)
+    res.answered = sum(w.answered for w in res.windows)
+    res.passed = (
+        not res.errors
+        and res.answered == res.sent
+        and all(s < slope_limit for n, s in res.slopes_mib_per_min.items() if n in CHECKED)
+    )
+
+
+def plot(res: SoakResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
+    ts = [t / 60 for t, _ in res.rss]
+    for name in res.rss[0][1]:
+        ax1.plot(
+            ts,
+            [mib(s[name]) for _, s in res.rss],
+            label=f"{name} (slope 2nd half {res.slopes_mib_per_min[name]:+.2f} MiB/min)",
+        )
+    ax1.set_ylabel("RSS MiB (process tree)")
+    ax1.set_yscale("log")
+    ax1.legend(fontsize=8)
+    ax1.set_title(f"Soak: {res.rate:.2f} judgments/s offered for {res.minutes:g} min through Redis")
+    wt = [w.t_end_s / 60 for w in res.windows]
+    ax2.plot(wt, [w.latencies.p50 for w in res.windows], marker=".", label="p50")
+    ax2.plot(wt, [w.latencies.p99 for w in res.windows], marker=".", label="p99")
+    ax2.set_ylabel("latency s (by window)")
+    ax2.legend(fontsize=8)
+    width = res.windows[0].t_end_s if res.windows else 1
+    ax3.plot(wt, [w.sent / width for w in res.windows], label="offered /s")
+    ax3.plot(wt, [w.answered / width for w in res.windows], label="answered /s")
+    ax3.plot(wt, [w.errors for w in res.windows], label="errors", color="red")
+    ax3.set_xlabel("minutes")
+    ax3.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def report(res: SoakResult, slope_limit: float) -> str:
+    headers = ["window end (s)", "sent", "answered", "errors", "p50 s", "p99 s"]
+    rows = [
+        [
+            f"{w.t_end_s:.0f}",
+            w.sent,
+            w.answered,
+            w.errors,
+            f"{w.latencies.p50:.1f}",
+            f"{w.latencies.p99:.1f}",
+        ]
+        for w in res.windows
+    ]
+    table = Table(title="Soak windows (by call start)")
+    for h in headers:
+        table.add_column(h, justify="right")
+    for r in rows:
+        table.add_row(*map(str, r))
+    console.print(table)
+    peaks = {n: max(mib(s[n]) for _, s in res.rss) for n in res.rss[0][1]}
+    summary = md_table(
+        ["process", "peak RSS MiB", "RSS slope, 2nd half (MiB/min)", f"< {slope_limit}"],
+        [
+            [
+                n,
+                f"{peaks[n]:,.0f}",
+                f"{s:+.3f}",
+                ("yes" if s < slope_limit else "NO")
+                if n in CHECKED
+                else "not checked (1 h result TTL)",
+            ]
+            for n, s in res.slopes_mib_per_min.items()
+        ],
+    )
+    console.print(summary)
+    verdict = "PASS" if res.passed else "FAIL"
+    console.print(
+        f"{verdict}: sent {res.sent}, answered {res.answered}, errors {res.errors or 0}, "
+        f"p99 slope 2nd half {res.p99_slope_s_per_min:+.2f} s/min"
+    )
+    return summary + "\n\n" + md_table(headers, rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--rate", type=float, default=0.0, help="judgments/s (0: --load x capacity)")
+    ap.add_argument("--load", type=float, default=0.8)
+    ap.add_argument("--capacity-from", type=Path, default=OUT_DIR / "side_by_side.json")
+    ap.add_argument("--budget", type=int, default=128)
+    ap.add_argument("--window", type=float, default=30.0, help="latency window, s")
+    ap.add_argument("--sample", type=float, default=5.0, help="RSS sample interval, s")
+    ap.add_argument("--slope-limit", type=float, default=2.0, help="MiB/min, per process")
+    ap.add_argument("--scripted", action="store_true", help="ScriptedRunner worker, no engine")
+    ap.add_argument("--out", type=Path, default=OUT_DIR / "soak.json")
+    ap.add_argument("--chart", type=Path, default=IMG_DIR / "bench-soak.png")
+    args = ap.parse_args()
+    rate = args.rate
+    if not rate:
+        capacity = capacity_from(args.capacity_from)
+        if capacity is None:
+            raise SystemExit(
+                f"no capacity in {args.capacity_from}: run bench.side_by_side or pass --rate"
+            )
+        rate = args.load * capacity
+        console.print(f"capacity {capacity:.2f}/s (Redis row) -> offered {rate:.2f}/s")
+    res = run(rate, args.minutes, args.window, args.sample, args.budget, args.scripted)
+    analyse(res, args.slope_limit)
+    md = report(res, args.slope_limit)
+    plot(res, args.chart)
+    save_json(args.out, {"args": vars(args), "machine": machine_facts(), "result": res})
+    args.out.with_suffix(".md").write_text(md + "\n")
+    console.print(f"chart: {args.chart}; results: {args.out}")
+    if not res.passed:
+        raise SystemExit(1)
+
+
+def run(
+    rate: float,
+    minutes: float,
+    window_s: float,
+    sample_s: float,
+    budget: int,
+    scripted: bool,
+    log_dir: Path | None = None,
+) -> SoakResult:
+    from tests.support.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="rrm-soak-") as tmp:
+        logs = log_dir or Path(tmp)
+        redis = RedisServer(logs / "redis").start()
+        try:
+            if scripted:
+                args = [
+                    "-m",
+                    "bench.chaos_worker",
+                    "--name",
+                    "w1",
+                    "--dir",
+                    str(logs),
+                    "--latency",
+                    "0.05",
+                    "--max-in-flight",
+                    "64",
+                ]
+                worker = procs.spawn("worker", args, logs, env=procs.rrm_env(redis.url))
+            else:
+                worker = procs.rrm_worker(logs, redis.url)
+            gateway = procs.rrm_gateway(logs, redis.url)
+            with procs.running(worker, gateway):
+                with console.status("starting gateway + worker (engine load)"):
+                    procs.wait_grpc(gateway)
+                pids = {"gateway": gateway.pid, "worker": worker.pid, "redis": redis.pid or 0}
+                res = SoakResult(rate, minutes)
+                columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
+                with RssSampler(pids, sample_s) as rss, Progress(*columns, console=console) as bar:
+                    windows, errors = asyncio.run(
+                        drive(
+                            f"127.0.0.1:{gateway.port}", rate, minutes * 60, window_s, budget, bar
+                        )
+                    )
+                    rss.sample()
+                res.windows, res.errors, res.rss = windows, errors, rss.series
+        finally:
+            redis.kill()
+    return res
+
+
+if __name__ == "__main__":
+    main()
