@@ -147,11 +147,12 @@ async def round_robin_prefix(
 
 
 def prefix_breakdown(replies: list[tuple[pb.RankRequest, pb.RankResponse]]) -> dict[str, float]:
-    """Split the hits into verdict reads and reasoning prompts, with the ideal for each.
+    """The ideal hits, for comparison: recomputed locally with the judge from each match's
+    reasoning prompt as shown (order from its vote) and each verdict read (prompt + reasoning).
 
-    Recomputed locally with the judge: each match's reasoning prompt as shown (order from the
-    vote), the prompts' common prefix per query, and the read prompts (prompt + reasoning +
-    verdict prefix). vLLM caches whole blocks (128 tokens on CPU), so ideals round down.
+    vLLM caches whole blocks (128 tokens on CPU) chained by prefix: ideally each distinct block
+    is computed once and every later use is a hit. Reads repeat their prompt and reasoning, so
+    ideally all their whole blocks hit. (Reads are re-encoded text: approximate.)
     """
     from bench.common import model_dir
     from reward_service.app import load_judge
@@ -162,10 +163,10 @@ def prefix_breakdown(replies: list[tuple[pb.RankRequest, pb.RankResponse]]) -> d
     settings.engine.model = model_dir()
     judge = load_judge(settings)
     block = 128
-    reasoning = ideal_reasoning = reads = ideal_reads = 0
+    prompts: list[list[int]] = []
+    reads = ideal_reads = 0
     for request, reply in replies:
         history = tuple(Turn(m.role, m.content) for m in request.history)
-        prompts = []
         for match in reply.matches:
             for vote in match.votes:
                 a, b = request.candidates[match.a], request.candidates[match.b]
@@ -176,23 +177,12 @@ def prefix_breakdown(replies: list[tuple[pb.RankRequest, pb.RankResponse]]) -> d
                     read = len(ids) + vote.reasoning_tokens
                     reads += read
                     ideal_reads += read // block * block
-        shared = _common_prefix(prompts)
-        reasoning += sum(map(len, prompts))
-        ideal_reasoning += (len(prompts) - 1) * (shared // block * block)
+    whole = sum(len(ids) // block for ids in prompts)
+    distinct = {tuple(ids[: block * (k + 1)]) for ids in prompts for k in range(len(ids) // block)}
     return {
-        "reasoning_prompt_tokens": reasoning,
-        "ideal_reasoning_cached": ideal_reasoning,
+        "reasoning_prompt_tokens": sum(map(len, prompts)),
+        "ideal_reasoning_cached": block * (whole - len(distinct)),
         "read_prompt_tokens_approx": reads,
         "ideal_read_cached_approx": ideal_reads,
         "block_size": block,
     }
-
-
-def _common_prefix(seqs: list[list[int]]) -> int:
-    if not seqs:
-        return 0
-    n = min(map(len, seqs))
-    for i in range(n):
-        if any(s[i] != seqs[0][i] for s in seqs[1:]):
-            return i
-    return n

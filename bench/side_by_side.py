@@ -313,7 +313,7 @@ def main() -> None:
     ap.add_argument("--warm-budget", type=int, default=16, help="warm-up burst budget (0: none)")
     ap.add_argument("--threads", type=int, default=16, help="judge-script threads")
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
-    ap.add_argument("--repeat", type=int, default=1, help="run all paths this often (best run shown)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per path (best shown)")
     ap.add_argument("--rr-queries", type=int, default=4, help="queries for the prefix probe")
     ap.add_argument("--max-in-flight", type=int, default=0, help="worker setting (0: default)")
     ap.add_argument("--out", type=Path, default=OUT_DIR / "side_by_side.json")
