@@ -35,6 +35,10 @@ RELEASED = Counter(
     "rrm_jobs_released_total", "Jobs handed back to the queue (shutdown, engine down)"
 )
 DISCARDED = Counter("rrm_jobs_discarded_total", "Jobs skipped: cancelled or past their deadline")
+LOST_LEASES = Counter(
+    "rrm_lost_leases_total",
+    "Judgments aborted because another worker took the job over (this one was unresponsive)",
+)
 DEAD_LETTERS = Counter("rrm_dead_letters_total", "Jobs moved to the dead-letter stream")
 CACHE = Counter("rrm_verdict_cache_total", "Verdict cache lookups", ["result"])  # hit | miss
 PROMPT_TOKENS = Counter("rrm_engine_prompt_tokens_total", "Prompt tokens sent to the engine")

@@ -48,6 +48,9 @@ class Delivery:
 
 @runtime_checkable
 class Broker(Protocol):
+    # A delivery not completed, released or extended for this long goes to another worker.
+    visibility_timeout_s: float
+
     # ---- gateway side ----
     async def submit(self, jobs: Sequence[JobEnvelope]) -> list[asyncio.Future[VoteResult]]:
         """Enqueue jobs (or find their existing results). Raises `Overloaded` when full."""
@@ -64,6 +67,13 @@ class Broker(Protocol):
 
     async def complete(self, delivery: Delivery, result: VoteResult) -> None:
         """Store the result, route it to the waiting gateway, then acknowledge the job."""
+        ...
+
+    async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> set[str]:
+        """Still working on these: restart their visibility timeout (the worker's heartbeat), so
+        a judgment longer than the timeout is not handed to a second worker. Returns the tokens
+        of deliveries this consumer no longer holds (taken over while it was unresponsive): that
+        work is another worker's now, and must not be acknowledged from here."""
         ...
 
     async def release(self, delivery: Delivery) -> None:

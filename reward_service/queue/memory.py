@@ -143,6 +143,17 @@ class MemoryBroker:
         self._resolve(job_id, result)
         self._ack(delivery)
 
+    async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> set[str]:
+        visible_at = time.monotonic() + self.visibility_timeout_s
+        lost: set[str] = set()
+        for delivery in deliveries:
+            entry = self._inflight.get(delivery.token)
+            if entry is None:
+                lost.add(delivery.token)
+            else:
+                entry.visible_at = visible_at
+        return lost
+
     async def release(self, delivery: Delivery) -> None:
         if self._inflight.pop(delivery.token, None) is not None:
             self._ready.appendleft(delivery.envelope.job_id)

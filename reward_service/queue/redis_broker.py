@@ -67,6 +67,8 @@ class RedisBrokerStats:
     requeued_after_restart: int = 0
     redis_errors: int = 0
     gave_up_ops: int = 0  # acks/results not written before the visibility timeout
+    extended: int = 0  # heartbeats that kept a delivery
+    lost_leases: int = 0  # heartbeats that found a delivery taken over by another worker
 
 
 class RedisBroker:
@@ -273,6 +275,27 @@ class RedisBroker:
 
         self._let_go(delivery)
         await self._persist(f"complete {env.job_id}", store_and_route)
+
+    async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> set[str]:
+        """Never raises for a Redis outage: the next heartbeat tries again, and if Redis stays
+        away past the visibility timeout the jobs are reclaimed, as for a dead worker."""
+        if not deliveries:
+            return set()
+        tokens = [d.token for d in deliveries]
+        try:
+            [lost] = await self.batch.run(
+                lambda pipe: ops.extend(pipe, self.names, consumer, tokens)
+            )
+        except REDIS_DOWN as exc:
+            self.stats.redis_errors += 1
+            log.warning("%s: heartbeat not written: %s", consumer, exc)
+            return set()
+        if isinstance(lost, Exception):  # e.g. NOGROUP: Redis lost its data; reads recreate it
+            log.warning("%s: heartbeat failed: %s", consumer, lost)
+            return set()
+        self.stats.extended += len(tokens) - len(lost)
+        self.stats.lost_leases += len(lost)
+        return {_s(t) for t in lost}
 
     async def release(self, delivery: Delivery) -> None:
         env = delivery.envelope

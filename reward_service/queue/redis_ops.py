@@ -60,6 +60,30 @@ return out
 """
 
 
+# KEYS: jobs stream.  ARGV: group, consumer, then entry ids.  Restarts the idle time of each
+# entry still pending under this consumer (XCLAIM JUSTID keeps the delivery count); returns the
+# ids it no longer holds. Checking the owner first matters: a plain XCLAIM would take back an
+# entry another worker reclaimed and is running.
+EXTEND_LUA = """
+local lost = {}
+for i = 3, #ARGV do
+  local mine = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #mine > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"""
+
+
+def extend(pipe: Pipeline, names: QueueNames, consumer: str, entry_ids: list[str]) -> None:
+    """Heartbeat: keep this consumer's entries from being reclaimed (see EXTEND_LUA)."""
+    keys = [names.jobs_stream]
+    pipe.eval(EXTEND_LUA, len(keys), *keys, names.workers_group, consumer, *entry_ids)
+
+
 def submit(pipe: Pipeline, names: QueueNames, jobs: list[tuple[str, bytes]]) -> None:
     """Queue each (job id, envelope) unless its result is stored; a stale cancel mark left by an
     earlier caller is cleared so workers do not skip the new one."""

@@ -3,6 +3,9 @@
 A free slot is refilled as soon as any judgment ends, so the engine's continuous batching always
 has work. Results are written before the job is acknowledged (at-least-once); jobs whose callers
 are gone are skipped or aborted; an engine death hands the in-flight jobs back to the queue.
+A heartbeat restarts the visibility timeout of every running judgment, so only a worker that
+stops responding (dead, paused, cut off) has its jobs redelivered, however long a judgment takes;
+a judgment whose delivery was taken over meanwhile is aborted, as the other worker runs it now.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Worker:
         cache: VerdictCache | None = None,
         cache_scope: tuple[str, str] = ("", ""),
         cache_ttl_s: float = VERDICT_CACHE_TTL_S,
+        heartbeat_s: float | None = None,
     ) -> None:
         self.broker = broker
         self.runner = runner
@@ -48,6 +52,10 @@ class Worker:
         self.max_in_flight = max_in_flight
         self.poll_s = poll_s
         self.cancel_check_s = cancel_check_s
+        # Four heartbeats per visibility timeout: one late or lost beat costs nothing.
+        self.heartbeat_s = heartbeat_s or max(0.05, broker.visibility_timeout_s / 4)
+        self._lost: set[asyncio.Task[None]] = set()  # cancelled: another worker holds the job
+        self.lost_leases = 0
         self._running: dict[asyncio.Task[None], Delivery] = {}
         self._stopping = asyncio.Event()
         self.completed = 0
@@ -63,6 +71,7 @@ class Worker:
 
     async def run(self, grace_s: float = 60.0) -> None:
         watcher = asyncio.create_task(self._watch_cancellations())
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             while not self._stopping.is_set():
                 free = self.max_in_flight - len(self._running)
@@ -77,6 +86,7 @@ class Worker:
             await self._drain(grace_s)
         finally:
             watcher.cancel()
+            heartbeat.cancel()
 
     async def _drain(self, grace_s: float) -> None:
         if not self._running:
@@ -113,7 +123,7 @@ class Worker:
         except asyncio.CancelledError:
             # Cancelled by the caller (see _watch_cancellations) or by shutdown: the engine
             # request was aborted with the task. Shutdown releases the delivery in _drain.
-            if not self._stopping.is_set():
+            if not self._stopping.is_set() and asyncio.current_task() not in self._lost:
                 metrics.DISCARDED.inc()
                 await self.broker.discard(delivery, "cancelled")
             raise
@@ -142,6 +152,31 @@ class Worker:
         if fingerprint is not None and self.cache is not None and result.status is not FAILED:
             await self.cache.put(fingerprint, result, self.cache_ttl_s)
         await self.broker.complete(delivery, result)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            running = dict(self._running)
+            if not running:
+                continue
+            try:
+                lost = await self.broker.extend(self.name, list(running.values()))
+            except Exception:  # a heartbeat must not die: the next one tries again
+                log.exception("%s: heartbeat failed", self.name)
+                continue
+            for task, delivery in running.items():
+                if delivery.token in lost and not task.done():
+                    log.warning(
+                        "%s: job %s was taken over by another worker (this one was unresponsive "
+                        "past the visibility timeout): aborting it here",
+                        self.name,
+                        delivery.envelope.job_id,
+                    )
+                    self.lost_leases += 1
+                    metrics.LOST_LEASES.inc()
+                    self._lost.add(task)
+                    task.add_done_callback(self._lost.discard)
+                    task.cancel()
 
     async def _watch_cancellations(self) -> None:
         while True:
