@@ -83,7 +83,8 @@ run: setup model
 
 # Heavy runs stay out of `make test` (bounded smoke versions are in tests/bench_smoke).
 bench: setup model
-	$(PY) -m bench.side_by_side --pairs 64
+	$(PY) -m bench.side_by_side --pairs 128 --budget 128
+	$(PY) -m bench.prefix_cache --queries 4 --candidates 8 --budget 128
 	$(PY) bench/bench_queue.py
 	$(PY) bench/rank_real_judge.py --prompts 3 --max-reasoning-tokens 64
 

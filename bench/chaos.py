@@ -43,10 +43,11 @@ from bench.common import OUT_DIR, console, md_table, save_json
 from tests.support.redis_server import RedisServer
 
 LONG, SHORT = "a long and detailed answer to the question", "short"
-CLEAN = {
+CLEAN = {  # a definite status with a reason, in time (ABORTED: the judgment itself failed)
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
 }
 SLACK_S = 2.0  # a call may end this long after its deadline and still count as "not hung"
 
@@ -62,6 +63,7 @@ class Call:
     timeout_s: float
     retry_delay_s: float | None = None
     attempts: int = 1
+    details: str = ""
 
     @property
     def right(self) -> bool:
@@ -152,7 +154,10 @@ class Rig:
         for w in self.workers.values():
             _wait_line(w, "READY")
         for g in self.gateways.values():
-            procs.wait_grpc(g, timeout_s=60)
+            if gateway_env.get("RRM_GATEWAY__WARMUP") == "false":
+                _wait_line(g, "ready on")  # no warm-up judgment: health stays NOT_SERVING
+            else:
+                procs.wait_grpc(g, timeout_s=60)
         return self
 
     async def open(self) -> None:
@@ -218,8 +223,9 @@ async def call(
                 if honour_retry_info and delay is not None and remaining > delay:
                     await asyncio.sleep(delay)
                     continue
+            elapsed = time.monotonic() - started
             return Call(
-                i, gateway, code, 0, 0.0, time.monotonic() - started, timeout_s, delay, attempts
+                i, gateway, code, 0, 0.0, elapsed, timeout_s, delay, attempts, err.details() or ""
             )
 
 
@@ -231,10 +237,9 @@ async def load(
     *,
     at: float = 0.25,
     honour_retry_info: bool = False,
-    gateways: list[str] | None = None,
 ) -> list[Call]:
     """n concurrent calls spread over the gateways; `fault` runs once `at` of them executed."""
-    names = gateways or list(rig.stubs)
+    names = list(rig.stubs)
     before = len(rig.executions())
     tasks = [
         asyncio.create_task(
@@ -271,15 +276,18 @@ async def reask(rig: Rig, calls: list[Call], gateway: str, row: Row) -> None:
     row.notes.append(f"re-asked {len(answered)}: {new} new executions")
 
 
-def tally(row: Row, calls: list[Call], rig: Rig, warm: Counter[str]) -> Row:
+def tally(row: Row, calls: list[Call], rig: Rig) -> Row:
     row.sent = len(calls)
     row.answered += sum(c.right for c in calls)
     row.failed_cleanly += sum(c.clean for c in calls)
     row.lost += sum(not c.right and not c.clean for c in calls)
-    runs = Counter(rig.executions()) - warm
+    runs = Counter(rig.executions()) - rig.warm
     row.executed_twice = sum(1 for count in runs.values() if count > 1)
     codes = Counter(c.code.name for c in calls)
     row.notes.insert(0, ", ".join(f"{k} {v}" for k, v in sorted(codes.items())))
+    aborted = {c.details for c in calls if c.code is grpc.StatusCode.ABORTED}
+    if aborted:
+        row.notes.insert(1, "ABORTED: " + " | ".join(sorted(aborted))[:160])
     return row
 
 
@@ -294,7 +302,7 @@ async def worker_kill(rig: Rig, n: int) -> Row:
 
     calls = await load(rig, n, 30, fault)
     await reask(rig, calls, "g2", row)
-    return tally(row, calls, rig, rig.warm)
+    return tally(row, calls, rig)
 
 
 async def gateway_kill(rig: Rig, n: int) -> Row:
@@ -313,7 +321,7 @@ async def gateway_kill(rig: Rig, n: int) -> Row:
     row.answered_on_retry = sum(c.right for c in retried)
     row.lost += sum(not c.right for c in retried)  # a clean failure that never got answered
     await reask(rig, [c for c in calls if c.right] + [c for c in retried if c.right], "g2", row)
-    return tally(row, calls, rig, rig.warm)
+    return tally(row, calls, rig)
 
 
 def redis_restart(crash: bool) -> Callable[[Rig, int], Awaitable[Row]]:
@@ -326,7 +334,7 @@ def redis_restart(crash: bool) -> Callable[[Rig, int], Awaitable[Row]]:
 
         calls = await load(rig, n, 15, fault)
         await reask(rig, calls, "g2", row)
-        return tally(row, calls, rig, rig.warm)
+        return tally(row, calls, rig)
 
     return scenario
 
@@ -343,15 +351,18 @@ async def worker_stop(rig: Rig, n: int) -> Row:
     calls = await load(rig, n, 30, fault)
     await asyncio.sleep(1.0)  # let the resumed worker finish what it held
     await reask(rig, calls, "g2", row)
-    return tally(row, calls, rig, rig.warm)
+    return tally(row, calls, rig)
 
 
-async def slow_judgment(rig: Rig, n: int) -> Row:
-    row = Row("every judgment (3 s) outlasts the visibility timeout (2 s)")
-    calls = await load(rig, min(n, 8), 30, None)  # free slots: reclaims run at once
-    await asyncio.sleep(7.0)  # the redeliveries run out
-    await reask(rig, calls, "g2", row)
-    return tally(row, calls, rig, rig.warm)
+def slow_judgment(latency_s: float) -> Callable[[Rig, int], Awaitable[Row]]:
+    async def scenario(rig: Rig, n: int) -> Row:
+        row = Row(f"every judgment ({latency_s:g} s) outlasts the visibility timeout (2 s)")
+        calls = await load(rig, min(n, 8), 30, None)  # free slots: reclaims start at once
+        await asyncio.sleep(latency_s + 2.0)  # let the redeliveries run out
+        await reask(rig, calls, "g2", row)
+        return tally(row, calls, rig)
+
+    return scenario
 
 
 def queue_full(retry: bool) -> Callable[[Rig, int], Awaitable[Row]]:
@@ -369,7 +380,7 @@ def queue_full(retry: bool) -> Callable[[Rig, int], Awaitable[Row]]:
         if retry:
             row.notes.append(f"max attempts per call {max(c.attempts for c in calls)}")
         await reask(rig, calls, "g1", row)
-        return tally(row, calls, rig, rig.warm)
+        return tally(row, calls, rig)
 
     return scenario
 
@@ -387,7 +398,11 @@ SCENARIOS: dict[str, Scenario] = {
     "redis-restart": Scenario(redis_restart(crash=False), aof=True),
     "redis-crash": Scenario(redis_restart(crash=True), aof=True),
     "worker-stop": Scenario(worker_stop),
-    "slow-judgment": Scenario(slow_judgment, rig={"latency_s": 3.0}),
+    "slow-judgment": Scenario(slow_judgment(3.0), rig={"latency_s": 3.0}),
+    # Past max_tries x visibility: even the gateways' warm-up judgment could never succeed.
+    "slower-judgment": Scenario(
+        slow_judgment(7.0), rig={"latency_s": 7.0, "RRM_GATEWAY__WARMUP": "false"}
+    ),
     "queue-full": Scenario(
         queue_full(retry=False),
         rig={

@@ -145,6 +145,21 @@ class Latencies:
         return self.pct(0.99)
 
 
+def tree_rss_by_name(pid: int) -> dict[str, int]:
+    """RSS of a process tree by process name (vLLM's "VLLM::Worker", "VLLM::EngineCore", ...)."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    out: dict[str, int] = {}
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            name = "main" if p.pid == pid else p.name()
+            out[name] = out.get(name, 0) + p.memory_info().rss
+    return out
+
+
 def tree_rss(pid: int) -> int:
     """RSS of a process plus all its descendants (vLLM's engine core runs in a child), bytes.
 
@@ -165,9 +180,10 @@ def tree_rss(pid: int) -> int:
 class RssSampler:
     """Samples the tree RSS of named processes in a thread: peak and a time series."""
 
-    def __init__(self, pids: dict[str, int], interval_s: float = 0.5) -> None:
+    def __init__(self, pids: dict[str, int], interval_s: float = 0.5, detail: bool = False) -> None:
         self.pids = dict(pids)
         self.interval_s = interval_s
+        self.detail = detail  # also "<name>/<process name>" series within each tree
         self.peak = dict.fromkeys(pids, 0)
         self.series: list[tuple[float, dict[str, int]]] = []
         self._stop = threading.Event()
@@ -184,8 +200,13 @@ class RssSampler:
 
     def sample(self) -> dict[str, int]:
         now = {name: tree_rss(pid) for name, pid in self.pids.items()}
+        if self.detail:
+            for name, pid in self.pids.items():
+                parts = tree_rss_by_name(pid)
+                if len(parts) > 1:
+                    now |= {f"{name}/{part}": rss for part, rss in parts.items()}
         for name, value in now.items():
-            self.peak[name] = max(self.peak[name], value)
+            self.peak[name] = max(self.peak.get(name, 0), value)
         self.series.append((time.monotonic() - self._t0, now))
         return now
 
@@ -208,6 +229,7 @@ class ForeignCpu:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._t0 = 0.0
         self.seconds = 0.0
+        self.series: list[tuple[float, float]] = []  # (seconds since start, cores since last)
 
     @property
     def cores(self) -> float:
@@ -243,18 +265,22 @@ class ForeignCpu:
         last, last_at = self._totals(), time.time()
         while not self._stop.wait(self.interval_s):
             now, ours = self._totals(), self._ours()
+            used = 0.0
             for pid, total in now.items():
                 if pid in ours:
                     continue
                 if pid in last:
-                    self.cpu_s += max(0.0, total - last[pid])
+                    used += max(0.0, total - last[pid])
                 else:
                     try:  # started since the last look: all of its time is new
                         if psutil.Process(pid).create_time() >= last_at:
-                            self.cpu_s += total
+                            used += total
                     except psutil.NoSuchProcess:
                         pass
-            last, last_at = now, time.time()
+            self.cpu_s += used
+            at = time.time()
+            self.series.append((time.monotonic() - self._t0, used / max(at - last_at, 1e-6)))
+            last, last_at = now, at
 
 
 class TreeCpu:

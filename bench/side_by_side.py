@@ -9,9 +9,10 @@ sampling and the same two-step judgment (reasoning sample + 1-token verdict read
   redis    (4b) `rrm gateway` + `rrm worker` on a Redis started here, concurrent Compare calls
 
 one engine at a time, each freshly started, warmed with an unmeasured burst of the other pairs
-(short budget), then measured on pairs it has never seen. Also: the prefix-cache hit rate of an
-8-candidate round robin through Rank, the peak RSS (process + children) of every server process,
-and the CPU other processes used meanwhile (a shared machine's noise).
+(short budget), then measured on pairs it has never seen. Also: the peak RSS (process +
+children) of every server process, the CPU each of their processes used during the burst, and
+the CPU other programs used meanwhile (a shared machine's noise). The prefix-cache probe is
+`bench.prefix_cache` (on a fresh service: these pairs are all in the cache by now).
 
     python -m bench.side_by_side --pairs 128 --budget 128
 """
@@ -38,7 +39,6 @@ from bench.common import (
     ForeignCpu,
     RssSampler,
     TreeCpu,
-    bench_pairs,
     console,
     machine_facts,
     md_table,
@@ -48,7 +48,7 @@ from bench.common import (
     save_json,
     warm_pairs,
 )
-from bench.service_client import compare_all, compare_batch, round_robin_prefix
+from bench.service_client import compare_all, compare_batch
 from policy_adapter.hh_rlhf import PreferencePair
 
 PATHS = ("direct", "http", "script", "serve", "batch", "redis")
@@ -152,18 +152,11 @@ def _compare(address: str) -> Burst:
 
 def run_serve(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     proc = procs.rrm_serve(logs, _worker_env(args))
-    address = f"127.0.0.1:{proc.port}"
     with procs.running(proc):
         procs.wait_grpc(proc)
         with RssSampler({"rrm serve": proc.pid}) as rss:
-            row = measure(_compare(address), args, {"rrm serve": proc.pid})
-            with console.status("  prefix cache: 8-candidate round robin through Rank"):
-                prefix = asyncio.run(
-                    round_robin_prefix(
-                        address, bench_pairs(16, 2 * args.pairs), args.rr_queries, 8, args.budget
-                    )
-                )
-    return row | {"peak_rss_mib": {"rrm serve": mib(rss.peak["rrm serve"])}, "prefix": prefix}
+            row = measure(_compare(f"127.0.0.1:{proc.port}"), args, {"rrm serve": proc.pid})
+    return row | {"peak_rss_mib": {"rrm serve": mib(rss.peak["rrm serve"])}}
 
 
 def run_batch(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
@@ -259,18 +252,6 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         md_rows.append(cells)
     console.print(table)
     md = md_table(headers, md_rows)
-    if "serve" in results and "prefix" in results["serve"]:
-        p = results["serve"]["prefix"]
-        console.print(
-            f"prefix cache, 8-candidate round robin x {p['queries']} queries: "
-            f"{p['cached_prompt_tokens']:,} of {p['prompt_tokens']:,} prompt tokens "
-            f"({p['hit_rate']:.1%}) in {p['judgments']} judgments"
-        )
-        md += (
-            f"\n\nprefix cache, 8-candidate round robin x {p['queries']} queries: "
-            f"{p['cached_prompt_tokens']:,} of {p['prompt_tokens']:,} prompt tokens cached "
-            f"({p['hit_rate']:.1%}); {json.dumps(p)}"
-        )
     return md
 
 
@@ -314,7 +295,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=16, help="judge-script threads")
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     ap.add_argument("--repeat", type=int, default=1, help="runs per path (best shown)")
-    ap.add_argument("--rr-queries", type=int, default=4, help="queries for the prefix probe")
     ap.add_argument("--max-in-flight", type=int, default=0, help="worker setting (0: default)")
     ap.add_argument("--out", type=Path, default=OUT_DIR / "side_by_side.json")
     ap.add_argument("--chart", type=Path, default=IMG_DIR / "bench-throughput.png")
@@ -322,11 +302,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
-        results = {p: best_run(r["repeats"]) for p, r in saved["results"].items()}
         for key in ("repeat", "pairs", "budget"):
             setattr(args, key, saved["args"][key])
-        report(results, args)
-        chart(results, args.chart)
+        best = {p: best_run(r["repeats"]) for p, r in saved["results"].items()}
+        args.from_json.with_suffix(".md").write_text(report(best, args) + "\n")
+        chart(best, args.chart)
         return
     facts = machine_facts()
     console.print(facts)

@@ -3,7 +3,7 @@ one `rrm worker` on the real engine, a redis-server started here). Samples the R
 process tree and the latency per window, then checks for growth: the slope of a linear fit of
 RSS over the second half must stay under --slope-limit MiB/min, and no call may fail.
 
-    python -m bench.soak --minutes 10          # rate: 0.8 x the Redis row of side_by_side.json
+    python -m bench.soak --minutes 10          # rate: 0.8 x capacity measured on the same pair
     python -m bench.soak --minutes 3 --rate 2.0
     python -m bench.soak --scripted --minutes 0.25 --rate 40   # no engine: the plumbing only
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from bench import procs
 from bench.common import (
     IMG_DIR,
     OUT_DIR,
+    ForeignCpu,
     Latencies,
     RssSampler,
     bench_pairs,
@@ -37,7 +37,7 @@ from bench.common import (
     mib,
     save_json,
 )
-from bench.service_client import compare_request
+from bench.service_client import compare_all, compare_request
 
 # Redis is sampled but not held to the slope limit: every answer is stored for result_ttl_s
 # (1 h) for idempotent retries, so its memory grows by design until the first results expire.
@@ -57,21 +57,16 @@ class Window:
 class SoakResult:
     rate: float
     minutes: float
+    capacity: float = 0.0  # measured just before (0: the rate was given)
     sent: int = 0
     answered: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     windows: list[Window] = field(default_factory=list)
     rss: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    foreign: list[tuple[float, float]] = field(default_factory=list)  # other programs' cores
     slopes_mib_per_min: dict[str, float] = field(default_factory=dict)
     p99_slope_s_per_min: float = 0.0
     passed: bool = False
-
-
-def capacity_from(path: Path) -> float | None:
-    try:
-        return float(json.loads(path.read_text())["results"]["redis"]["judgments_per_s"])
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 async def drive(
@@ -105,7 +100,7 @@ async def drive(
             w.latencies.add(time.perf_counter() - started)
 
         t0 = time.perf_counter()
-        launched = 0
+        launched = shown = 0
         while (now := time.perf_counter() - t0) < seconds:
             while launched < int(now * rate) + 1:
                 w = windows[min(int(now // window_s), len(windows) - 1)]
@@ -116,6 +111,13 @@ async def drive(
                 launched += 1
             if progress is not None and task_id is not None:
                 progress.update(task_id, completed=now, description=f"soak: {len(tasks)} in flight")
+            if int(now // window_s) > shown and not console.is_terminal:  # progress in logs
+                w = windows[shown]
+                console.print(
+                    f"{w.t_end_s:.0f} s: sent {w.sent}, answered {w.answered} so far, "
+                    f"errors {w.errors}, {len(tasks)} in flight"
+                )
+                shown += 1
             await asyncio.sleep(min(0.05, 1 / rate))
         await asyncio.gather(*tasks)
     return windows, errors
@@ -133,7 +135,7 @@ def slope_second_half(ts: list[float], ys: list[float]) -> float:
 def analyse(res: SoakResult, slope_limit: float) -> None:
     ts = [t for t, _ in res.rss]
     for name in res.rss[0][1]:
-        ys = [mib(sample[name]) for _, sample in res.rss]
+        ys = [mib(sample.get(name, 0)) for _, sample in res.rss]
         res.slopes_mib_per_min[name] = slope_second_half(ts, ys)
     full = [w for w in res.windows if w.latencies.seconds]
     if len(full) >= 3:
@@ -158,15 +160,18 @@ def plot(res: SoakResult, path: Path) -> None:
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     ts = [t / 60 for t, _ in res.rss]
     for name in res.rss[0][1]:
+        first = mib(res.rss[0][1][name])
         ax1.plot(
             ts,
-            [mib(s[name]) for _, s in res.rss],
-            label=f"{name} (slope 2nd half {res.slopes_mib_per_min[name]:+.2f} MiB/min)",
+            [mib(s.get(name, 0)) - first for _, s in res.rss],
+            label=f"{name} (from {first:,.0f} MiB; 2nd half {res.slopes_mib_per_min[name]:+.2f} "
+            "MiB/min)",
+            linestyle=":" if "/" in name else "-",
         )
-    ax1.set_ylabel("RSS MiB (process tree)")
-    ax1.set_yscale("log")
+    ax1.set_ylabel("RSS growth since start, MiB")
     ax1.legend(fontsize=8)
-    ax1.set_title(f"Soak: {res.rate:.2f} judgments/s offered for {res.minutes:g} min through Redis")
+    cap = f" (0.8 x capacity {res.capacity:.2f}/s)" if res.capacity else ""
+    ax1.set_title(f"Soak: {res.rate:.2f} judgments/s offered{cap}, {res.minutes:g} min, Redis")
     wt = [w.t_end_s / 60 for w in res.windows]
     ax2.plot(wt, [w.latencies.p50 for w in res.windows], marker=".", label="p50")
     ax2.plot(wt, [w.latencies.p99 for w in res.windows], marker=".", label="p99")
@@ -176,6 +181,14 @@ def plot(res: SoakResult, path: Path) -> None:
     ax3.plot(wt, [w.sent / width for w in res.windows], label="offered /s")
     ax3.plot(wt, [w.answered / width for w in res.windows], label="answered /s")
     ax3.plot(wt, [w.errors for w in res.windows], label="errors", color="red")
+    if res.foreign:
+        ax3.plot(
+            [t / 60 for t, _ in res.foreign],
+            [c for _, c in res.foreign],
+            color="grey",
+            linewidth=0.8,
+            label="other programs' CPU (cores)",
+        )
     ax3.set_xlabel("minutes")
     ax3.legend(fontsize=8)
     fig.tight_layout()
@@ -203,7 +216,7 @@ def report(res: SoakResult, slope_limit: float) -> str:
     for r in rows:
         table.add_row(*map(str, r))
     console.print(table)
-    peaks = {n: max(mib(s[n]) for _, s in res.rss) for n in res.rss[0][1]}
+    peaks = {n: max(mib(s.get(n, 0)) for _, s in res.rss) for n in res.rss[0][1]}
     summary = md_table(
         ["process", "peak RSS MiB", "RSS slope, 2nd half (MiB/min)", f"< {slope_limit}"],
         [
@@ -219,6 +232,9 @@ def report(res: SoakResult, slope_limit: float) -> str:
         ],
     )
     console.print(summary)
+    if res.foreign:
+        mean = sum(c for _, c in res.foreign) / len(res.foreign)
+        console.print(f"other programs used {mean:.2f} cores on average meanwhile")
     verdict = "PASS" if res.passed else "FAIL"
     console.print(
         f"{verdict}: sent {res.sent}, answered {res.answered}, errors {res.errors or 0}, "
@@ -231,26 +247,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=0.0, help="judgments/s (0: --load x capacity)")
-    ap.add_argument("--load", type=float, default=0.8)
-    ap.add_argument("--capacity-from", type=Path, default=OUT_DIR / "side_by_side.json")
+    ap.add_argument("--load", type=float, default=0.8, help="of the capacity measured first")
+    ap.add_argument("--capacity-pairs", type=int, default=128, help="burst that measures it")
     ap.add_argument("--budget", type=int, default=128)
     ap.add_argument("--window", type=float, default=30.0, help="latency window, s")
     ap.add_argument("--sample", type=float, default=5.0, help="RSS sample interval, s")
     ap.add_argument("--slope-limit", type=float, default=2.0, help="MiB/min, per process")
     ap.add_argument("--scripted", action="store_true", help="ScriptedRunner worker, no engine")
+    ap.add_argument("--warm-pairs", type=int, default=256, help="warm-up burst (fills KV cache)")
     ap.add_argument("--out", type=Path, default=OUT_DIR / "soak.json")
     ap.add_argument("--chart", type=Path, default=IMG_DIR / "bench-soak.png")
     args = ap.parse_args()
-    rate = args.rate
-    if not rate:
-        capacity = capacity_from(args.capacity_from)
-        if capacity is None:
-            raise SystemExit(
-                f"no capacity in {args.capacity_from}: run bench.side_by_side or pass --rate"
-            )
-        rate = args.load * capacity
-        console.print(f"capacity {capacity:.2f}/s (Redis row) -> offered {rate:.2f}/s")
-    res = run(rate, args.minutes, args.window, args.sample, args.budget, args.scripted)
+    if not args.rate and args.scripted:
+        raise SystemExit("--scripted needs --rate")
+    warm = 0 if args.scripted else args.warm_pairs
+    load = Load(args.rate, args.load, args.capacity_pairs)
+    res = run(load, args.minutes, args.window, args.sample, args.budget, args.scripted, None, warm)
     analyse(res, args.slope_limit)
     md = report(res, args.slope_limit)
     plot(res, args.chart)
@@ -261,14 +273,36 @@ def main() -> None:
         raise SystemExit(1)
 
 
+@dataclass(frozen=True)
+class Load:
+    """A fixed rate, or `fraction` of the capacity a burst of `pairs` judgments measures on the
+    very gateway + worker under test (after the warm-up), just before the soak starts."""
+
+    rate: float = 0.0
+    fraction: float = 0.8
+    pairs: int = 128
+
+
+def measure_capacity(address: str, load: Load, budget: int) -> float:
+    with console.status(f"capacity: {load.pairs} judgments at once (budget {budget})"):
+        burst = asyncio.run(compare_all(address, bench_pairs(load.pairs, 256), budget))
+    capacity = burst.judgments / burst.seconds
+    console.print(
+        f"capacity {capacity:.2f} judgments/s ({burst.judgments} in {burst.seconds:.1f} s) "
+        f"-> offered {load.fraction * capacity:.2f}/s"
+    )
+    return capacity
+
+
 def run(
-    rate: float,
+    load: Load | float,
     minutes: float,
     window_s: float,
     sample_s: float,
     budget: int,
     scripted: bool,
     log_dir: Path | None = None,
+    warm_pairs: int = 0,
 ) -> SoakResult:
     from tests.support.redis_server import RedisServer
 
@@ -296,10 +330,27 @@ def run(
             with procs.running(worker, gateway):
                 with console.status("starting gateway + worker (engine load)"):
                     procs.wait_grpc(gateway)
+                if warm_pairs:
+                    # vLLM commits its KV cache's pages on first use: touch all of them first, so
+                    # the RSS series shows growth, not the cache filling up.
+                    with console.status(f"warm-up: {warm_pairs} judgments at once (budget 16)"):
+                        asyncio.run(
+                            compare_all(f"127.0.0.1:{gateway.port}", bench_pairs(warm_pairs), 16)
+                        )
+                if isinstance(load, float | int):
+                    load = Load(rate=float(load))
+                rate, capacity = load.rate, 0.0
+                if not rate:
+                    capacity = measure_capacity(f"127.0.0.1:{gateway.port}", load, budget)
+                    rate = load.fraction * capacity
                 pids = {"gateway": gateway.pid, "worker": worker.pid, "redis": redis.pid or 0}
-                res = SoakResult(rate, minutes)
+                res = SoakResult(rate, minutes, capacity=capacity)
                 columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
-                with RssSampler(pids, sample_s) as rss, Progress(*columns, console=console) as bar:
+                with (
+                    RssSampler(pids, sample_s, detail=True) as rss,
+                    ForeignCpu((redis.pid or 0,), sample_s) as foreign,
+                    Progress(*columns, console=console) as bar,
+                ):
                     windows, errors = asyncio.run(
                         drive(
                             f"127.0.0.1:{gateway.port}", rate, minutes * 60, window_s, budget, bar
@@ -307,6 +358,7 @@ def run(
                     )
                     rss.sample()
                 res.windows, res.errors, res.rss = windows, errors, rss.series
+                res.foreign = foreign.series
         finally:
             redis.kill()
     return res
