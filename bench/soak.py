@@ -82,6 +82,7 @@ async def drive(
     windows = [Window((k + 1) * window_s) for k in range(int(np.ceil(seconds / window_s)))]
     errors: dict[str, int] = {}
     tasks: set[asyncio.Task[None]] = set()
+    finished: list[float] = []  # when each answer came
     task_id = progress.add_task("soak", total=seconds) if progress else None
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.RewardServiceStub(channel)
@@ -98,6 +99,7 @@ async def drive(
                 return
             w.answered += 1
             w.latencies.add(time.perf_counter() - started)
+            finished.append(time.perf_counter())
 
         t0 = time.perf_counter()
         launched = shown = 0
@@ -113,9 +115,11 @@ async def drive(
                 progress.update(task_id, completed=now, description=f"soak: {len(tasks)} in flight")
             if int(now // window_s) > shown and not console.is_terminal:  # progress in logs
                 w = windows[shown]
+                recent = sum(1 for t in finished if t >= t0 + w.t_end_s - window_s)
                 console.print(
-                    f"{w.t_end_s:.0f} s: sent {w.sent}, answered {w.answered} so far, "
-                    f"errors {w.errors}, {len(tasks)} in flight"
+                    f"{w.t_end_s:.0f} s: sent {w.sent} in the window, answered "
+                    f"{recent / window_s:.2f}/s, errors {sum(errors.values())}, "
+                    f"{len(tasks)} in flight"
                 )
                 shown += 1
             await asyncio.sleep(min(0.05, 1 / rate))
@@ -248,7 +252,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=0.0, help="judgments/s (0: --load x capacity)")
     ap.add_argument("--load", type=float, default=0.8, help="of the capacity measured first")
-    ap.add_argument("--capacity-pairs", type=int, default=128, help="burst that measures it")
+    ap.add_argument("--capacity-s", type=float, default=120.0, help="closed loop measuring it")
     ap.add_argument("--budget", type=int, default=128)
     ap.add_argument("--window", type=float, default=30.0, help="latency window, s")
     ap.add_argument("--sample", type=float, default=5.0, help="RSS sample interval, s")
@@ -261,7 +265,7 @@ def main() -> None:
     if not args.rate and args.scripted:
         raise SystemExit("--scripted needs --rate")
     warm = 0 if args.scripted else args.warm_pairs
-    load = Load(args.rate, args.load, args.capacity_pairs)
+    load = Load(args.rate, args.load, seconds=args.capacity_s)
     res = run(load, args.minutes, args.window, args.sample, args.budget, args.scripted, None, warm)
     analyse(res, args.slope_limit)
     md = report(res, args.slope_limit)
@@ -275,21 +279,52 @@ def main() -> None:
 
 @dataclass(frozen=True)
 class Load:
-    """A fixed rate, or `fraction` of the capacity a burst of `pairs` judgments measures on the
-    very gateway + worker under test (after the warm-up), just before the soak starts."""
+    """A fixed rate, or `fraction` of the sustained capacity measured on the very gateway +
+    worker under test (after the warm-up), just before the soak starts."""
 
     rate: float = 0.0
     fraction: float = 0.8
-    pairs: int = 128
+    callers: int = 64  # the worker's max_in_flight: the engine's batch is full
+    seconds: float = 120.0
+    ramp_s: float = 30.0
+
+
+async def closed_loop(
+    address: str, callers: int, seconds: float, ramp_s: float, budget: int
+) -> float:
+    """Sustained judgments/s: `callers` each send their next call when the last one returns,
+    counted after `ramp_s`. (A burst of calls at once overstates what a steady stream gets:
+    it prefills everything in big batches first.)"""
+    pairs = bench_pairs(256)
+    done: list[float] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.RewardServiceStub(channel)
+        t0 = time.perf_counter()
+
+        async def caller(k: int) -> None:
+            i = k
+            while time.perf_counter() - t0 < ramp_s + seconds:
+                await stub.Compare(
+                    compare_request(pairs[i % len(pairs)], budget, "cap"), timeout=600
+                )
+                done.append(time.perf_counter() - t0)
+                i += callers
+
+        await asyncio.gather(*(caller(k) for k in range(callers)))
+    counted = [t for t in done if ramp_s <= t <= ramp_s + seconds]
+    return len(counted) / seconds
 
 
 def measure_capacity(address: str, load: Load, budget: int) -> float:
-    with console.status(f"capacity: {load.pairs} judgments at once (budget {budget})"):
-        burst = asyncio.run(compare_all(address, bench_pairs(load.pairs, 256), budget))
-    capacity = burst.judgments / burst.seconds
+    what = (
+        f"{load.callers} callers in a closed loop for {load.seconds:g} s (+ {load.ramp_s:g} s ramp)"
+    )
+    with console.status(f"capacity: {what}"):
+        capacity = asyncio.run(
+            closed_loop(address, load.callers, load.seconds, load.ramp_s, budget)
+        )
     console.print(
-        f"capacity {capacity:.2f} judgments/s ({burst.judgments} in {burst.seconds:.1f} s) "
-        f"-> offered {load.fraction * capacity:.2f}/s"
+        f"capacity {capacity:.2f} judgments/s ({what}) -> offered {load.fraction * capacity:.2f}/s"
     )
     return capacity
 

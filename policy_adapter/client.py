@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -28,12 +28,14 @@ from policy_adapter.results import (
     ItemError,
     JudgeOptions,
     PairRequest,
+    RankEvent,
     Ranking,
     RankQuery,
     Scores,
     ServiceInfo,
     Strategy,
     history_pb,
+    rank_event,
 )
 from policy_adapter.retry import RetryPolicy
 
@@ -289,6 +291,38 @@ class RewardClient(_ClientBase):
         request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
         return Ranking.from_pb(self._call("Rank", request, timeout_s))
 
+    def rank_stream(
+        self,
+        query: str,
+        candidates: Sequence[str],
+        *,
+        strategy: Strategy = Strategy.KNOCKOUT,
+        history: HistoryLike = (),
+        options: JudgeOptions | None = None,
+        request_id: str = "",
+        timeout_s: float | None = None,
+    ) -> Iterator[RankEvent]:
+        """Matches as they finish, round ends, then the `Ranking` last (for progress displays).
+
+        Retried like the other calls until the first event arrives; after that a failure
+        raises (a new attempt would replay the events already yielded)."""
+        request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
+        attempts = _Attempts("RankStream", self.retry, timeout_s or self.timeout_s)
+        while True:
+            timeout = attempts.start()
+            started = False
+            try:
+                for event in self._stub.RankStream(
+                    request, timeout=timeout, metadata=self.endpoint.metadata
+                ):
+                    started = True
+                    yield rank_event(event)
+                return
+            except grpc.RpcError as err:
+                if started:
+                    raise from_rpc_error(err) from err
+                time.sleep(attempts.wait_after(err))
+
     def rank_batch(
         self, queries: Sequence[RankQuery], *, timeout_s: float | None = None
     ) -> list[Ranking | ItemError]:
@@ -405,6 +439,36 @@ class AsyncRewardClient(_ClientBase):
     ) -> Ranking:
         request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
         return Ranking.from_pb(await self._call("Rank", request, timeout_s))
+
+    async def rank_stream(
+        self,
+        query: str,
+        candidates: Sequence[str],
+        *,
+        strategy: Strategy = Strategy.KNOCKOUT,
+        history: HistoryLike = (),
+        options: JudgeOptions | None = None,
+        request_id: str = "",
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[RankEvent]:
+        """As `RewardClient.rank_stream`: matches as they finish, then the `Ranking`."""
+        request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
+        attempts = _Attempts("RankStream", self.retry, timeout_s or self.timeout_s)
+        while True:
+            timeout = attempts.start()
+            started = False
+            try:
+                call = self._stub_now().RankStream(
+                    request, timeout=timeout, metadata=self.endpoint.metadata
+                )
+                async for event in call:
+                    started = True
+                    yield rank_event(event)
+                return
+            except grpc.RpcError as err:
+                if started:
+                    raise from_rpc_error(err) from err
+                await asyncio.sleep(attempts.wait_after(err))
 
     async def rank_batch(
         self, queries: Sequence[RankQuery], *, timeout_s: float | None = None

@@ -197,6 +197,13 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class RoundFinished:
+    """A knockout round (or a round-robin progress tick) is complete."""
+
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
 class CandidateScore:
     index: int
     score: float  # Elo rating, Bradley-Terry strength, win rate or knockout round reached
@@ -356,3 +363,17 @@ class RankQuery:
     history: HistoryLike = ()
     options: JudgeOptions | None = None
     request_id: str = ""
+
+
+RankEvent = Match | RoundFinished | Ranking  # RankStream: matches as they finish, then the result
+
+
+def rank_event(e: pb.RankEvent) -> RankEvent:
+    kind = e.WhichOneof("event")
+    if kind == "match":
+        return Match.from_pb(e.match)
+    if kind == "round_finished":
+        return RoundFinished(e.round_finished)
+    if kind == "result":
+        return Ranking.from_pb(e.result)
+    raise ValueError(f"RankEvent with no event set: {e!r}")

@@ -42,6 +42,21 @@ class QueueNames:
         """Set when nobody waits for a job any more: workers skip or abort it."""
         return f"{self.prefix}:cancel:{job_id}"
 
+    def lease_key(self, job_id: str) -> str:
+        """The stream entry of a job that a worker is running now (expires with the visibility
+        timeout unless heartbeats renew it): another copy of the job waits for that run."""
+        return f"{self.prefix}:lease:{job_id}"
+
+    def parked_key(self, job_id: str) -> str:
+        """Copies of a running job queued by other gateways (a client retrying elsewhere), as
+        {gateway id: envelope}: answered by the run they wait for, or queued again if it ends
+        without an answer."""
+        return f"{self.prefix}:parked:{job_id}"
+
+    @property
+    def reply_prefix(self) -> str:
+        return self.reply_stream("")
+
     def cache_key(self, fingerprint: str) -> str:
         """Verdict cache entry, keyed by `queue.jobs.task_fingerprint`."""
         return f"{self.prefix}:verdict:{fingerprint}"

@@ -9,6 +9,11 @@ queues its unanswered jobs again when Redis comes back without them.
 `release` adds a copy of the job (carrying its try count), then acknowledges and deletes the
 original: blocked workers wake at once, where an XCLAIM-based hand-back would wait for the next
 reclaim scan. Concurrent callers' commands share round trips (`batching.PipelineBatcher`).
+
+A job being run holds a lease (renewed by the worker's heartbeat with its visibility timeout).
+A second copy of it (a client retrying on another gateway after the first died or timed out)
+is parked on that run instead of running again, and answered with it; if the run ends without
+an answer (cancelled, past its deadline) the parked copies are queued again.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from reward_service.queue.replies import ReplyRouter
 log = logging.getLogger(__name__)
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+ADMIT_PARKED, ADMIT_CANCELLED = 2, 3  # ADMIT_LUA's answers besides a stored result and 1 (run)
 _JOB = n.JOB_FIELD.encode()
 
 
@@ -69,6 +75,7 @@ class RedisBrokerStats:
     gave_up_ops: int = 0  # acks/results not written before the visibility timeout
     extended: int = 0  # heartbeats that kept a delivery
     lost_leases: int = 0  # heartbeats that found a delivery taken over by another worker
+    parked: int = 0  # copies of a running job (a client retrying elsewhere) that wait for it
 
 
 class RedisBroker:
@@ -101,6 +108,7 @@ class RedisBroker:
         # Blocking reads must return before the socket timeout fires.
         self.max_block_s = max(0.05, min(2.0, socket_timeout_s / 2))
         self.reclaim_every_s = min(1.0, visibility_timeout_s / 4)
+        self.lease_ms = max(1, int(visibility_timeout_s * 1000))
         self.stats = RedisBrokerStats()
         # Connection errors are retried with exponential backoff (~1.5 s in all by default)
         # before they surface: long enough for a blip or a restart, short enough for deadlines.
@@ -281,10 +289,11 @@ class RedisBroker:
         away past the visibility timeout the jobs are reclaimed, as for a dead worker."""
         if not deliveries:
             return set()
-        tokens = [d.token for d in deliveries]
+        held = [(d.token, d.envelope.job_id) for d in deliveries]
+        tokens = [token for token, _ in held]
         try:
             [lost] = await self.batch.run(
-                lambda pipe: ops.extend(pipe, self.names, consumer, tokens)
+                lambda pipe: ops.extend(pipe, self.names, consumer, held, self.lease_ms)
             )
         except REDIS_DOWN as exc:
             self.stats.redis_errors += 1
@@ -301,8 +310,7 @@ class RedisBroker:
         env = delivery.envelope
 
         def hand_back(pipe: Pipeline) -> None:
-            ops.requeue(pipe, self.names, encode_envelope(env))
-            ops.ack(pipe, self.names, delivery.token)
+            ops.unqueue(pipe, self.names, delivery.token, env.job_id, encode_envelope(env))
 
         self.stats.released += 1
         self._let_go(delivery)
@@ -313,7 +321,7 @@ class RedisBroker:
         self._let_go(delivery)
         await self._persist(
             f"discard {delivery.envelope.job_id}",
-            lambda pipe: ops.ack(pipe, self.names, delivery.token),
+            lambda pipe: ops.unqueue(pipe, self.names, delivery.token, delivery.envelope.job_id),
         )
 
     async def cancelled(self, job_ids: Sequence[str]) -> set[str]:
@@ -460,7 +468,7 @@ class RedisBroker:
     async def _admit(self, entries: list[tuple[str, dict[bytes, bytes], int]]) -> list[Delivery]:
         """Turn stream entries into deliveries; dead-letter, skip or answer the rest in one go."""
         effects: list[Build] = []
-        candidates: list[tuple[str, JobEnvelope]] = []
+        candidates: list[tuple[str, JobEnvelope, bytes]] = []
         for eid, fields, delivered in entries:
             raw = fields.get(_JOB)
             try:
@@ -478,19 +486,24 @@ class RedisBroker:
                 reason = f"gave up after {tries - 1} tries"
                 effects.append(self._give_up(eid, raw, reason, env.job_id, env.reply_to))
                 continue
-            candidates.append((eid, dataclasses.replace(env, tries=tries)))
+            candidates.append((eid, dataclasses.replace(env, tries=tries), raw))
         out: list[Delivery] = []
         if candidates:
-            ids = [env.job_id for _, env in candidates]
-
-            keys = [self.names.result_key(j) for j in ids] + [self.names.cancel_key(j) for j in ids]
-            [found] = await self.batch.run(lambda pipe: pipe.mget(keys))
-            results, marks = found[: len(ids)], found[len(ids) :]
-            for (eid, env), stored, mark in zip(candidates, results, marks, strict=True):
-                if stored is not None:  # answered already (a repeat, or a lost ack)
-                    effects.append(self._answer_from_store(eid, env, stored))
-                elif mark is not None and _s(mark) == env.reply_to:  # its caller gave up
-                    effects.append(self._skip_cancelled(eid))
+            admitting = [(eid, env.job_id, env.reply_to, raw) for eid, env, raw in candidates]
+            [decisions] = await self.batch.run(
+                lambda pipe: ops.admit(
+                    pipe, self.names, admitting, self.lease_ms, self.cancel_ttl_s
+                )
+            )
+            if isinstance(decisions, Exception):
+                raise decisions
+            for (eid, env, _), decision in zip(candidates, decisions, strict=True):
+                if isinstance(decision, bytes):  # answered already (a repeat, or a lost ack)
+                    effects.append(self._answer_from_store(eid, env, decision))
+                elif decision == ADMIT_PARKED:  # the same job runs already: wait for that run
+                    self.stats.parked += 1
+                elif decision == ADMIT_CANCELLED:  # its caller gave up
+                    effects.append(self._skip_cancelled(eid, env.job_id))
                 else:
                     out.append(Delivery(envelope=env, token=eid))
                     self._held.setdefault(env.job_id, set()).add(env.reply_to)
@@ -506,18 +519,27 @@ class RedisBroker:
             if not routes:
                 del self._held[env.job_id]
 
-    def _skip_cancelled(self, eid: str) -> Build:
+    def _skip_cancelled(self, eid: str, job_id: str) -> Build:
         self.stats.cancelled_skipped += 1
-        return lambda pipe: ops.ack(pipe, self.names, eid)
+        return lambda pipe: ops.unqueue(pipe, self.names, eid, job_id)
 
     def _answer_from_store(self, eid: str, env: JobEnvelope, stored: bytes) -> Build:
         self.stats.answered_from_store += 1
+        return self._finish(eid, env.job_id, env.reply_to, stored)
 
-        def answer(pipe: Pipeline) -> None:
-            ops.route(pipe, self.names, env.reply_to, env.job_id, stored, self.reply_ttl_s)
-            ops.ack(pipe, self.names, eid)
-
-        return answer
+    def _finish(self, eid: str, job_id: str, reply_to: str, result: bytes) -> Build:
+        """Answer every caller of a job with its stored result, else `result`, and ack."""
+        return lambda pipe: ops.complete(
+            pipe,
+            self.names,
+            entry_id=eid,
+            job_id=job_id,
+            reply_to=reply_to,
+            result=result,
+            store=False,
+            result_ttl_s=self.result_ttl_s,
+            reply_ttl_s=self.reply_ttl_s,
+        )
 
     def _give_up(self, eid: str, raw: bytes, reason: str, job_id: str, reply_to: str) -> Build:
         """Dead-letter a job and tell its caller, so nobody waits for it until the deadline."""
@@ -528,9 +550,10 @@ class RedisBroker:
 
         def give_up(pipe: Pipeline) -> None:
             ops.dead_letter(pipe, self.names, entry_id=eid, raw=raw, reason=reason, job_id=job_id)
-            if job_id:
-                ops.route(pipe, self.names, reply_to, job_id, failed, self.reply_ttl_s)
-            ops.ack(pipe, self.names, eid)
+            if job_id:  # its callers, parked ones included, are told
+                self._finish(eid, job_id, reply_to, failed)(pipe)
+            else:
+                ops.ack(pipe, self.names, eid)
 
         return give_up
 

@@ -18,12 +18,13 @@ from redis.asyncio.client import Pipeline
 from reward_service.queue import names as n
 from reward_service.queue.names import QueueNames
 
-# KEYS: jobs stream, result key, reply stream.
+# KEYS: jobs stream, result key, reply stream, lease key, parked key.
 # ARGV: group, entry id, job id, result, result ttl, route (0|1), reply ttl, reply maxlen,
-#       reply id field, reply result field, store (0|1).
+#       reply id field, reply result field, store (0|1), reply stream prefix, reply route.
 # The first result stored for a job wins (SET NX GET): a duplicate run (a redelivery racing the
 # original, or the same job queued by two gateways) answers every caller with the same verdict.
 # A failure is routed but not stored (a retry must get a fresh try), unless a verdict is.
+# Copies parked on this run (other gateways' callers) get the same answer.
 COMPLETE_LUA = """
 local value = ARGV[4]
 local stored
@@ -33,13 +34,70 @@ else
   stored = redis.call('GET', KEYS[2])
 end
 if stored then value = stored end
-if ARGV[6] == '1' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', ARGV[9], ARGV[3], ARGV[10], value)
-  redis.call('EXPIRE', KEYS[3], ARGV[7])
+local function send(stream)
+  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[8], '*', ARGV[9], ARGV[3], ARGV[10], value)
+  redis.call('EXPIRE', stream, ARGV[7])
 end
+if ARGV[6] == '1' then send(KEYS[3]) end
+for _, gateway in ipairs(redis.call('HKEYS', KEYS[5])) do
+  if gateway ~= ARGV[13] then send(ARGV[12] .. gateway) end
+end
+redis.call('DEL', KEYS[5])
+if redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
 redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.pcall('XDEL', KEYS[1], ARGV[2])
 return value
+"""
+
+# KEYS: jobs stream, lease key, parked key.  ARGV: group, entry id, job field, copy (or '').
+# Takes an entry off the stream without answering (skipped, discarded, or handed back as
+# `copy`): the lease goes with it, and parked copies are queued again: they still want a run.
+UNQUEUE_LUA = """
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[4]) end
+redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.pcall('XDEL', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+local parked = {}
+if ARGV[4] == '' then parked = redis.call('HVALS', KEYS[3]) end
+for _, env in ipairs(parked) do redis.call('XADD', KEYS[1], '*', ARGV[3], env) end
+if #parked > 0 then redis.call('DEL', KEYS[3]) end
+return #parked
+"""
+
+# KEYS: jobs stream, then per entry: result, cancel, lease, parked key.
+# ARGV: group, lease ms, parked ttl, then per entry: entry id, reply route, envelope.
+# Per entry: the stored result (a string: answer from it), or 1 = run it (this entry now holds
+# the job's lease), 2 = parked (another entry of the same job is running: this copy is
+# acknowledged and waits in the parked hash for that run's answer), 3 = its caller cancelled.
+# A lease whose entry is no longer pending is stale (its worker's ack was lost with Redis' last
+# second of writes, say) and is taken over.
+ADMIT_LUA = """
+local out = {}
+for i = 1, (#ARGV - 3) / 3 do
+  local k, a = 1 + (i - 1) * 4, 3 + (i - 1) * 3
+  local eid, route, env = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local stored = redis.call('GET', KEYS[k + 1])
+  if stored then
+    out[i] = stored
+  else
+    local lease = redis.call('GET', KEYS[k + 3])
+    local running = lease and lease ~= eid and route ~= '' and
+      #redis.call('XPENDING', KEYS[1], ARGV[1], lease, lease, 1) > 0
+    if running then
+      redis.call('HSET', KEYS[k + 4], route, env)
+      redis.call('EXPIRE', KEYS[k + 4], ARGV[3])
+      redis.pcall('XACK', KEYS[1], ARGV[1], eid)
+      redis.pcall('XDEL', KEYS[1], eid)
+      out[i] = 2
+    elseif redis.call('GET', KEYS[k + 2]) == route then
+      out[i] = 3
+    else
+      redis.call('SET', KEYS[k + 3], eid, 'PX', ARGV[2])
+      out[i] = 1
+    end
+  end
+end
+return out
 """
 
 # KEYS: jobs stream, then per job: result key, cancel key.  ARGV: job field, then the envelopes.
@@ -60,16 +118,18 @@ return out
 """
 
 
-# KEYS: jobs stream.  ARGV: group, consumer, then entry ids.  Restarts the idle time of each
-# entry still pending under this consumer (XCLAIM JUSTID keeps the delivery count); returns the
-# ids it no longer holds. Checking the owner first matters: a plain XCLAIM would take back an
-# entry another worker reclaimed and is running.
+# KEYS: jobs stream, then the lease key of each entry.  ARGV: group, consumer, lease ms, then
+# entry ids.  Restarts the idle time of each entry still pending under this consumer (XCLAIM
+# JUSTID keeps the delivery count) and renews its job's lease; returns the ids it no longer
+# holds. Checking the owner first matters: a plain XCLAIM would take back an entry another
+# worker reclaimed and is running.
 EXTEND_LUA = """
 local lost = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local mine = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
   if #mine > 0 then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    redis.call('SET', KEYS[i - 2], ARGV[i], 'PX', ARGV[3])
   else
     lost[#lost + 1] = ARGV[i]
   end
@@ -78,10 +138,45 @@ return lost
 """
 
 
-def extend(pipe: Pipeline, names: QueueNames, consumer: str, entry_ids: list[str]) -> None:
-    """Heartbeat: keep this consumer's entries from being reclaimed (see EXTEND_LUA)."""
+def extend(
+    pipe: Pipeline, names: QueueNames, consumer: str, held: list[tuple[str, str]], lease_ms: int
+) -> None:
+    """Heartbeat for (entry id, job id) pairs: keep them from being reclaimed (EXTEND_LUA)."""
+    keys = [names.jobs_stream, *(names.lease_key(job_id) for _, job_id in held)]
+    args: list[Any] = [names.workers_group, consumer, lease_ms, *(eid for eid, _ in held)]
+    pipe.eval(EXTEND_LUA, len(keys), *keys, *args)
+
+
+def admit(
+    pipe: Pipeline,
+    names: QueueNames,
+    entries: list[tuple[str, str, str, bytes]],
+    lease_ms: int,
+    parked_ttl_s: int,
+) -> None:
+    """Decide for each (entry id, job id, reply route, envelope) fresh off the stream: answer it
+    from the store, run it, park it on a run of the same job, or skip it (ADMIT_LUA)."""
     keys = [names.jobs_stream]
-    pipe.eval(EXTEND_LUA, len(keys), *keys, names.workers_group, consumer, *entry_ids)
+    args: list[Any] = [names.workers_group, lease_ms, parked_ttl_s]
+    for eid, job_id, route, env in entries:
+        keys += [
+            names.result_key(job_id),
+            names.cancel_key(job_id),
+            names.lease_key(job_id),
+            names.parked_key(job_id),
+        ]
+        args += [eid, route, env]
+    pipe.eval(ADMIT_LUA, len(keys), *keys, *args)
+
+
+def unqueue(
+    pipe: Pipeline, names: QueueNames, entry_id: str, job_id: str, copy: bytes | None = None
+) -> None:
+    """Take an entry off the stream without an answer, optionally queueing `copy` instead
+    (UNQUEUE_LUA)."""
+    keys = [names.jobs_stream, names.lease_key(job_id), names.parked_key(job_id)]
+    args: list[Any] = [names.workers_group, entry_id, n.JOB_FIELD, copy or b""]
+    pipe.eval(UNQUEUE_LUA, len(keys), *keys, *args)
 
 
 def submit(pipe: Pipeline, names: QueueNames, jobs: list[tuple[str, bytes]]) -> None:
@@ -123,7 +218,13 @@ def complete(
 
     EVAL rather than EVALSHA: Redis caches the script by its hash either way, and a restarted
     Redis (empty script cache) can never answer NOSCRIPT."""
-    keys = [names.jobs_stream, names.result_key(job_id), names.reply_stream(reply_to)]
+    keys = [
+        names.jobs_stream,
+        names.result_key(job_id),
+        names.reply_stream(reply_to),
+        names.lease_key(job_id),
+        names.parked_key(job_id),
+    ]
     args: list[Any] = [
         names.workers_group,
         entry_id,
@@ -136,29 +237,10 @@ def complete(
         n.REPLY_ID_FIELD,
         n.REPLY_RESULT_FIELD,
         1 if store else 0,
+        names.reply_prefix,
+        reply_to,
     ]
     pipe.eval(COMPLETE_LUA, len(keys), *keys, *args)
-
-
-def requeue(pipe: Pipeline, names: QueueNames, envelope: bytes) -> None:
-    """Queue a job handed back (it keeps any cancel mark: its caller may have given up)."""
-    pipe.xadd(names.jobs_stream, {n.JOB_FIELD: envelope})
-
-
-def route(
-    pipe: Pipeline, names: QueueNames, reply_to: str, job_id: str, result: bytes, ttl_s: int
-) -> None:
-    """Send a result to the gateway that waits for it (refreshing its reply stream's expiry)."""
-    if not reply_to:
-        return
-    stream = names.reply_stream(reply_to)
-    pipe.xadd(
-        stream,
-        {n.REPLY_ID_FIELD: job_id, n.REPLY_RESULT_FIELD: result},
-        maxlen=n.REPLY_MAXLEN,
-        approximate=True,
-    )
-    pipe.expire(stream, ttl_s)
 
 
 def ack(pipe: Pipeline, names: QueueNames, entry_id: str) -> None:

@@ -29,6 +29,7 @@ from policy_adapter import (
     Winner,
 )
 from policy_adapter.errors import DeadlineExceeded
+from policy_adapter.results import Match, Ranking, RoundFinished
 from reward_service.gateway.auth import AuthInterceptor
 from reward_service.gateway.server import GatewayServer, tls_credentials
 from tests.adapter.conftest import address_of
@@ -94,6 +95,41 @@ async def test_blocking_client_shares_one_channel_across_threads(scripted: Stack
             return [r.p_a for r in replies]
 
     assert await asyncio.to_thread(work) == pytest.approx([0.9] * 8)
+
+
+async def test_rank_stream_yields_matches_rounds_then_the_ranking(scripted: Stack) -> None:
+    async with AsyncRewardClient(address_of(scripted)) as client:
+        events = [e async for e in client.rank_stream("q", CANDIDATES, request_id="s1")]
+    matches = [e for e in events if isinstance(e, Match)]
+    rounds = [e.round for e in events if isinstance(e, RoundFinished)]
+    *_, last = events
+    assert isinstance(last, Ranking) and last.winner == 1 and last.request_id == "s1"
+    assert len(matches) == 3 and rounds == [1, 2], "knockout of 4: 3 matches in 2 rounds"
+    assert sorted((m.a, m.b, m.winner) for m in matches) == sorted(
+        (m.a, m.b, m.winner) for m in last.matches
+    ), "the streamed matches are the result's matches"
+    # every match of round 1 arrives before round 1 is reported finished
+    first_done = events.index(RoundFinished(1))
+    assert all(events.index(m) < first_done for m in matches if m.round == 1)
+
+    def blocking() -> list[object]:
+        with RewardClient(address_of(scripted)) as client:
+            return list(client.rank_stream("q", CANDIDATES, strategy=Strategy.ELO))
+
+    streamed = await asyncio.to_thread(blocking)
+    assert isinstance(streamed[-1], Ranking) and streamed[-1].winner == 1
+    assert sum(isinstance(e, Match) for e in streamed) == 6, "round robin of 4: 6 matches"
+
+
+async def test_rank_stream_errors_are_typed(scripted: Stack) -> None:
+    async with AsyncRewardClient(address_of(scripted)) as client:
+        with pytest.raises(InvalidArgument, match="candidates"):
+            [e async for e in client.rank_stream("q", [])]
+    with free_socket() as sock:  # nothing listening: retried, then raised
+        client = AsyncRewardClient(f"127.0.0.1:{sock.getsockname()[1]}", retry=FAST_RETRY)
+        with pytest.raises(ServiceUnavailable):
+            [e async for e in client.rank_stream("q", CANDIDATES)]
+        await client.close()
 
 
 async def test_invalid_argument_names_the_field(scripted: Stack) -> None:
