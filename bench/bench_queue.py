@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ class Run:
     seconds: float
     latencies_s: list[float]
     errors: int = 0
+    codes: str = ""  # the failed calls' status codes
     foreign_cores: float = 0.0  # CPU other programs used meanwhile (a shared machine's noise)
 
     @property
@@ -156,15 +158,14 @@ async def open_loop(
     counter = iter(range(10**9))
     latencies: list[float] = []
     tasks: set[asyncio.Task[None]] = set()
-    errors = 0
+    errors: Counter[str] = Counter()
 
     async def timed(measured: bool) -> None:
-        nonlocal errors
         started = time.perf_counter()
         try:
             await one(next(counter))
-        except grpc.aio.AioRpcError:  # overloaded past what it can take: count, go on
-            errors += 1
+        except grpc.aio.AioRpcError as err:  # overloaded past what it can take: count, go on
+            errors[err.code().name] += 1
             return
         if measured:
             latencies.append(time.perf_counter() - started)
@@ -184,7 +185,10 @@ async def open_loop(
     foreign.__exit__()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0 - warmup_s
-    return Run(len(latencies), max(duration_s, elapsed), latencies, errors, foreign.cores)
+    codes = ", ".join(f"{k} {v}" for k, v in errors.most_common())
+    return Run(
+        len(latencies), max(duration_s, elapsed), latencies, errors.total(), codes, foreign.cores
+    )
 
 
 def via_broker(broker: RedisBroker, tag: str) -> Callable[[int], Awaitable[None]]:
@@ -291,7 +295,7 @@ def _cells(run: Run) -> tuple[str, str, str, str, str]:
         f"{run.rate:,.0f}",
         f"{run.pct(0.5):.2f}",
         f"{run.pct(0.99):.2f}",
-        str(run.errors),
+        f"{run.errors} ({run.codes})" if run.errors else "0",
         f"{run.foreign_cores:.2f}",
     )
 

@@ -118,6 +118,7 @@ def build_gateway(
         max_message_bytes=limits.max_message_bytes,
         credentials=credentials,
         interceptors=interceptors,
+        max_concurrent_rpcs=g.max_concurrent_rpcs,
     )
     return server, comparator
 

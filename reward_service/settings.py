@@ -86,6 +86,9 @@ class GatewaySettings(BaseModel):
     default_deadline_s: float = 600.0
     # Bound on queued + running judgments; past it: RESOURCE_EXHAUSTED with a retry delay.
     max_queued_jobs: int = 100_000
+    # Calls served at once by this gateway process (0: no limit). Past it, new calls get
+    # RESOURCE_EXHAUSTED at once instead of queueing inside an overloaded process.
+    max_concurrent_rpcs: int = Field(default=0, ge=0)
     grace_s: float = 30.0
     warmup: bool = True
 

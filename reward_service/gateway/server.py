@@ -63,6 +63,7 @@ class GatewayServer:
         max_message_bytes: int = 64 * 1024 * 1024,
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
         credentials: grpc.ServerCredentials | None = None,
+        max_concurrent_rpcs: int | None = None,
     ) -> None:
         self.service = service
         self.host = host
@@ -70,6 +71,7 @@ class GatewayServer:
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=interceptors or [],
+            maximum_concurrent_rpcs=max_concurrent_rpcs or None,
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

@@ -22,6 +22,16 @@ def test_a_worker_killed_mid_load_loses_nothing(tmp_path: Path) -> None:
     assert "re-asked 120: 0 new executions" in row.notes, row
 
 
+def test_clients_of_a_killed_gateway_retry_on_the_other_and_nothing_runs_twice(
+    tmp_path: Path,
+) -> None:
+    [row] = chaos.run(["gateway-kill"], 120, root=tmp_path)
+    assert (row.sent, row.lost, row.different_answer) == (120, 0, 0), row
+    assert row.answered + row.answered_on_retry == 120, "every call answered, some on retry"
+    # The retried copies park on the runs already going: no judgment runs twice.
+    assert row.executed_twice == 0, row
+
+
 def test_a_full_queue_answers_resource_exhausted_with_a_retry_delay(tmp_path: Path) -> None:
     [row] = chaos.run(["queue-full"], 120, root=tmp_path)
     assert row.lost == 0 and row.answered_twice == 0, row

@@ -45,6 +45,7 @@ async def make_stack(
     credentials: grpc.ServerCredentials | None = None,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     cache: VerdictCache | None = None,
+    max_concurrent_rpcs: int | None = None,
 ) -> Stack:
     broker = MemoryBroker(max_depth=max_depth, visibility_timeout_s=5.0, max_tries=3)
     runner = ScriptedRunner(latency_s=latency_s)
@@ -66,7 +67,12 @@ async def make_stack(
         default_deadline_s=30.0,
     )
     server = GatewayServer(
-        service, host="127.0.0.1", port=0, credentials=credentials, interceptors=interceptors
+        service,
+        host="127.0.0.1",
+        port=0,
+        credentials=credentials,
+        interceptors=interceptors,
+        max_concurrent_rpcs=max_concurrent_rpcs,
     )
     port = await server.start()
     worker_task = asyncio.create_task(worker.run(grace_s=2.0))

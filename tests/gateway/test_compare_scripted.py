@@ -170,6 +170,25 @@ async def test_queue_full_is_resource_exhausted_with_retry_delay() -> None:
         await close_stack(s)
 
 
+async def test_calls_past_the_concurrency_limit_are_resource_exhausted_at_once() -> None:
+    s = await make_stack(latency_s=1.0, max_concurrent_rpcs=3)
+    try:
+        calls = [
+            asyncio.ensure_future(s.stub.Compare(req(request_id=f"c{i}", query=f"q{i}?")))
+            for i in range(6)
+        ]
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [r for r in done if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(refused) == 3 and all(
+            r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused
+        ), done
+        assert all(isinstance(r, pb.CompareResponse) for r in done if r not in refused)
+        again = await s.stub.Compare(req(request_id="after"))  # room again once they finished
+        assert again.winner == pb.WINNER_A
+    finally:
+        await close_stack(s)
+
+
 async def test_health_is_not_serving_until_warm_up_answers() -> None:
     s = await make_stack(warm=False)
     try:
