@@ -50,7 +50,13 @@ class Unauthenticated(RewardServiceError):
     """UNAUTHENTICATED or PERMISSION_DENIED: check the bearer token."""
 
 
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# CANCELLED reaches a caller only from the other side (a call the caller cancels raises
+# asyncio.CancelledError instead): gRPC's server core sheds calls with it when more arrive than
+# the server process takes up (docs/benchmarks.md, section 4). Every call carries a request_id,
+# so a retry is answered from the service's results rather than judged again.
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+)
 
 
 def retry_delay_s(err: grpc.RpcError) -> float | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from rrm.v1 import reward_pb2 as pb
 
 from policy_adapter import (
     AsyncRewardClient,
@@ -130,6 +131,34 @@ async def test_rank_stream_errors_are_typed(scripted: Stack) -> None:
         with pytest.raises(ServiceUnavailable):
             [e async for e in client.rank_stream("q", CANDIDATES)]
         await client.close()
+
+
+async def test_calls_shed_by_the_server_with_cancelled_are_retried() -> None:
+    """The server here is a TEST DOUBLE (a generic handler that sheds its first two calls with
+    CANCELLED, as gRPC's server core does under a flood: seen against the real gateway in
+    bench/bench_queue.py); the thing under test is the client's retry."""
+    calls = 0
+
+    async def get_info(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            await context.abort(grpc.StatusCode.CANCELLED, "CANCELLED")
+        return pb.GetInfoResponse(model="shedding-double").SerializeToString()
+
+    handler = grpc.method_handlers_generic_handler(
+        "rrm.v1.RewardService", {"GetInfo": grpc.unary_unary_rpc_method_handler(get_info)}
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with AsyncRewardClient(f"127.0.0.1:{port}", retry=FAST_RETRY) as client:
+            info = await client.info()
+        assert info.model == "shedding-double" and calls == 3
+    finally:
+        await server.stop(0)
 
 
 async def test_invalid_argument_names_the_field(scripted: Stack) -> None:

@@ -25,12 +25,15 @@ async def main() -> None:
     p.add_argument("--max-depth", type=int, default=100_000)
     p.add_argument("--deadline", type=float, default=30.0)
     p.add_argument("--warm", action="store_true", help="answer one judgment before READY")
+    p.add_argument("--max-concurrent-rpcs", type=int, default=0, help="0: no limit")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="gateway %(levelname)s %(message)s")
     broker = RedisBroker(args.url, names=QueueNames(prefix=args.prefix), max_depth=args.max_depth)
     await broker.start()
     service = gateway_service(broker, deadline_s=args.deadline)
-    server = GatewayServer(service, host="127.0.0.1", port=0)
+    server = GatewayServer(
+        service, host="127.0.0.1", port=0, max_concurrent_rpcs=args.max_concurrent_rpcs
+    )
     port = await server.start()
     if args.warm:
         await server.warm_up(service.comparator)
