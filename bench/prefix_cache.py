@@ -1,7 +1,7 @@
 """Prefix-cache hits of a round robin through Rank, alone: `rrm serve` on the CPU judge, then
 8 candidates per query ranked with Elo (28 matches per query, one vote each), one query at a
 time; the hits the engine reports (RankResponse usage) beside the ideal for the same prompts.
-(`bench.side_by_side` runs the same probe after its serve burst.)
+It needs a fresh service: after a benchmark burst the same pairs would all be cached already.
 
     python -m bench.prefix_cache --queries 4 --candidates 8 --budget 128
 """
