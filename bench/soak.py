@@ -330,7 +330,7 @@ def measure_capacity(address: str, load: Load, budget: int) -> float:
 
 
 def run(
-    load: Load | float,
+    load: Load,
     minutes: float,
     window_s: float,
     sample_s: float,
@@ -372,8 +372,6 @@ def run(
                         asyncio.run(
                             compare_all(f"127.0.0.1:{gateway.port}", bench_pairs(warm_pairs), 16)
                         )
-                if isinstance(load, float | int):
-                    load = Load(rate=float(load))
                 rate, capacity = load.rate, 0.0
                 if not rate:
                     capacity = measure_capacity(f"127.0.0.1:{gateway.port}", load, budget)

@@ -63,10 +63,17 @@ class _Attempts:
         self.attempt += 1
         return max(0.001, self.deadline - time.monotonic())
 
-    def wait_after(self, err: grpc.RpcError) -> float:
-        """Seconds to wait before the next attempt, or raise the typed error if there is none."""
+    def wait_after(self, err: grpc.RpcError, *, replayable: bool = True) -> float:
+        """Seconds to wait before the next attempt, or raise the typed error if there is none.
+
+        `replayable=False`: the call already gave its caller results (a stream), so it cannot
+        start over."""
         error = from_rpc_error(err)
-        if err.code() not in RETRYABLE or self.attempt >= self.policy.max_attempts:  # type: ignore[attr-defined]
+        if (
+            not replayable
+            or err.code() not in RETRYABLE  # type: ignore[attr-defined]
+            or self.attempt >= self.policy.max_attempts
+        ):
             raise error from err
         hint = error.retry_after_s if isinstance(error, Overloaded) else None
         wait = self.policy.delay_s(self.attempt, hint)
@@ -319,9 +326,7 @@ class RewardClient(_ClientBase):
                     yield rank_event(event)
                 return
             except grpc.RpcError as err:
-                if started:
-                    raise from_rpc_error(err) from err
-                time.sleep(attempts.wait_after(err))
+                time.sleep(attempts.wait_after(err, replayable=not started))
 
     def rank_batch(
         self, queries: Sequence[RankQuery], *, timeout_s: float | None = None
@@ -466,9 +471,7 @@ class AsyncRewardClient(_ClientBase):
                     yield rank_event(event)
                 return
             except grpc.RpcError as err:
-                if started:
-                    raise from_rpc_error(err) from err
-                await asyncio.sleep(attempts.wait_after(err))
+                await asyncio.sleep(attempts.wait_after(err, replayable=not started))
 
     async def rank_batch(
         self, queries: Sequence[RankQuery], *, timeout_s: float | None = None

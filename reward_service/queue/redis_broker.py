@@ -290,7 +290,6 @@ class RedisBroker:
         if not deliveries:
             return set()
         held = [(d.token, d.envelope.job_id) for d in deliveries]
-        tokens = [token for token, _ in held]
         try:
             [lost] = await self.batch.run(
                 lambda pipe: ops.extend(pipe, self.names, consumer, held, self.lease_ms)
@@ -302,7 +301,7 @@ class RedisBroker:
         if isinstance(lost, Exception):  # e.g. NOGROUP: Redis lost its data; reads recreate it
             log.warning("%s: heartbeat failed: %s", consumer, lost)
             return set()
-        self.stats.extended += len(tokens) - len(lost)
+        self.stats.extended += len(held) - len(lost)
         self.stats.lost_leases += len(lost)
         return {_s(t) for t in lost}
 

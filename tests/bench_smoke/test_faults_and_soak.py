@@ -40,7 +40,7 @@ def test_a_full_queue_answers_resource_exhausted_with_a_retry_delay(tmp_path: Pa
 
 
 def test_soak_plumbing_with_the_scripted_judge(tmp_path: Path) -> None:
-    res = soak.run(40.0, 0.15, 3.0, 1.0, 16, scripted=True, log_dir=tmp_path)
+    res = soak.run(soak.Load(rate=40.0), 0.15, 3.0, 1.0, 16, scripted=True, log_dir=tmp_path)
     soak.analyse(res, slope_limit=50.0)
     assert res.sent >= 300 and res.answered == res.sent and not res.errors, res
     assert set(res.slopes_mib_per_min) == {"gateway", "worker", "redis"}

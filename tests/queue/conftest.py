@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from reward_service.domain import Pair, VoteTask
 from reward_service.queue.base import JobEnvelope
@@ -34,6 +36,14 @@ def vote(i: int = 0, *, first: str = "a long answer", second: str = "short") -> 
 
 def job(job_id: str, *, ttl_s: float = 60.0, i: int = 0) -> JobEnvelope:
     return JobEnvelope(job_id=job_id, task=vote(i), deadline=time.time() + ttl_s)
+
+
+@pytest.fixture
+async def redis(redis_session: RedisServer) -> AsyncIterator[Any]:
+    """A plain client to look at the raw keys and streams (typed loosely: replies vary)."""
+    client = Redis.from_url(redis_session.url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

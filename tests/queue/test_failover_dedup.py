@@ -5,25 +5,13 @@ answer. Against a real redis-server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
-from redis.asyncio import Redis
 
 from reward_service.domain import ParseStatus, Verdict, VoteResult
 from reward_service.queue.names import QueueNames
 from tests.queue.conftest import BrokerFactory, job
-from tests.support.redis_server import RedisServer
 
 FIRST = VoteResult(verdict=Verdict.FIRST, p_first=0.9, status=ParseStatus.OK)
-
-
-@pytest.fixture
-async def redis(redis_session: RedisServer) -> AsyncIterator[Any]:
-    client = Redis.from_url(redis_session.url)
-    yield client
-    await client.aclose()
 
 
 async def leftovers(redis: Any, names: QueueNames, job_id: str) -> dict[str, int]:

@@ -4,11 +4,10 @@ a real redis-server); a worker that went quiet and lost its job aborts its copy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from reward_service.domain import ParseStatus
 from reward_service.queue.base import Broker
@@ -17,7 +16,6 @@ from reward_service.queue.names import QueueNames
 from reward_service.testing.scripted_runner import ScriptedRunner
 from reward_service.worker.worker import Worker
 from tests.queue.conftest import BrokerFactory, job
-from tests.support.redis_server import RedisServer
 
 # (gateway broker, worker broker factory): one MemoryBroker plays both roles.
 Pair = tuple[Broker, Callable[..., Awaitable[Broker]]]
@@ -39,13 +37,6 @@ async def brokers(request: pytest.FixtureRequest, make_broker: BrokerFactory) ->
         return await make_broker(**kw)
 
     return gateway, worker_side
-
-
-@pytest.fixture
-async def redis(redis_session: RedisServer) -> AsyncIterator[Any]:
-    client = Redis.from_url(redis_session.url)
-    yield client
-    await client.aclose()
 
 
 async def test_extend_keeps_a_delivery_from_being_reclaimed(brokers: Pair) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from reward_service.domain import ParseStatus, Verdict, VoteResult
 from reward_service.errors import Overloaded
@@ -17,18 +15,9 @@ from reward_service.queue.base import Broker
 from reward_service.queue.jobs import decode_result, encode_envelope
 from reward_service.queue.names import QueueNames
 from tests.queue.conftest import BrokerFactory, job
-from tests.support.redis_server import RedisServer
 
 FIRST = VoteResult(verdict=Verdict.FIRST, p_first=0.9, status=ParseStatus.OK)
 SECOND = VoteResult(verdict=Verdict.SECOND, p_first=0.2, status=ParseStatus.OK)
-
-
-@pytest.fixture
-async def redis(redis_session: RedisServer) -> AsyncIterator[Any]:
-    """A plain client to look at the raw keys and streams (typed loosely: replies vary)."""
-    client = Redis.from_url(redis_session.url)
-    yield client
-    await client.aclose()
 
 
 async def stream_len(redis: Any, names: QueueNames) -> int:
