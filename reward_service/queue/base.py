@@ -76,8 +76,13 @@ class Broker(Protocol):
         work is another worker's now, and must not be acknowledged from here."""
         ...
 
-    async def release(self, delivery: Delivery) -> None:
-        """Hand an unfinished job back for another worker (e.g. on shutdown or engine death)."""
+    async def release(self, delivery: Delivery, *, count_try: bool = False) -> None:
+        """Hand an unfinished job back for another worker.
+
+        Shutdown and engine outages are not the job's fault, so by default the hand-back does not
+        spend one of its `max_tries` (an outage must never dead-letter work). `count_try=True`
+        is for failures the job itself caused (an engine that is up rejected this input).
+        """
         ...
 
     async def discard(self, delivery: Delivery, reason: str) -> None:

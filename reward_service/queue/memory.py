@@ -154,9 +154,13 @@ class MemoryBroker:
                 entry.visible_at = visible_at
         return lost
 
-    async def release(self, delivery: Delivery) -> None:
+    async def release(self, delivery: Delivery, *, count_try: bool = False) -> None:
         if self._inflight.pop(delivery.token, None) is not None:
-            self._ready.appendleft(delivery.envelope.job_id)
+            job_id = delivery.envelope.job_id
+            job = self._jobs.get(job_id)
+            if job is not None and not count_try:  # receive counts the next delivery
+                self._jobs[job_id] = replace(job, tries=max(0, job.tries - 1))
+            self._ready.appendleft(job_id)
             self._wakeup.set()
 
     async def discard(self, delivery: Delivery, reason: str) -> None:

@@ -305,8 +305,10 @@ class RedisBroker:
         self.stats.lost_leases += len(lost)
         return {_s(t) for t in lost}
 
-    async def release(self, delivery: Delivery) -> None:
+    async def release(self, delivery: Delivery, *, count_try: bool = False) -> None:
         env = delivery.envelope
+        if not count_try:  # the copy's first delivery counts again; this one did not happen
+            env = dataclasses.replace(env, tries=max(0, env.tries - 1))
 
         def hand_back(pipe: Pipeline) -> None:
             ops.unqueue(pipe, self.names, delivery.token, env.job_id, encode_envelope(env))

@@ -114,7 +114,7 @@ async def test_release_hands_the_job_back_at_once(
     await w1.release(d1)
     [d2] = await waiting
     assert time.monotonic() - started < 2, "a blocked worker wakes up for the copy (vt: 60 s)"
-    assert d2.envelope.job_id == "back" and d2.envelope.tries == 2
+    assert d2.envelope.job_id == "back" and d2.envelope.tries == 1, "a hand-back is no try"
     await w2.complete(d2, SECOND)
     assert await asyncio.wait_for(fut, 2) == SECOND
     assert await stream_len(redis, names) == 0
@@ -160,12 +160,19 @@ async def test_past_max_tries_the_job_is_dead_lettered_and_the_caller_told(
     assert await stream_len(redis, names) == 0
 
 
-async def test_released_tries_count_towards_max_tries(make_broker: BrokerFactory) -> None:
+async def test_released_tries_count_towards_max_tries_only_when_asked(
+    make_broker: BrokerFactory,
+) -> None:
     gateway, worker = await make_broker(), await make_broker(max_tries=2)
     [fut] = await gateway.submit([job("flaky")])
-    for _ in range(2):
+    for _ in range(5):  # outages and shutdowns: handed back as often as needed, never given up
         [d] = await worker.receive("w1", 1, 1.0)
+        assert d.envelope.tries == 1
         await worker.release(d)
+    for expected in (1, 2):  # the job's own failures count
+        [d] = await worker.receive("w1", 1, 1.0)
+        assert d.envelope.tries == expected
+        await worker.release(d, count_try=True)
     assert await worker.receive("w1", 1, 0.2) == []
     assert (await asyncio.wait_for(fut, 2)).status is ParseStatus.FAILED
 
