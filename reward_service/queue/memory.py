@@ -2,6 +2,9 @@
 
 It keeps the same at-least-once semantics as the Redis broker (visibility timeout, try counts,
 dead letters, content-addressed results), so the gateway and worker code paths are identical.
+Everything it remembers is bounded, because `rrm serve` runs for weeks of training: stored
+results expire and are capped (oldest first), dead letters are a bounded deque, and waiters and
+cancellation marks are dropped together with their job.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -36,18 +39,24 @@ class MemoryBroker:
         visibility_timeout_s: float = 120.0,
         max_tries: int = 3,
         result_ttl_s: float = 3600.0,
+        max_results: int = 100_000,
+        max_dead_letters: int = 1_000,
     ) -> None:
         self.max_depth = max_depth
         self.visibility_timeout_s = visibility_timeout_s
         self.max_tries = max_tries
         self.result_ttl_s = result_ttl_s
+        # Results only make retries free; past the cap the oldest go (a retry then re-judges).
+        self.max_results = max_results
         self._jobs: dict[str, JobEnvelope] = {}
         self._ready: deque[str] = deque()
         self._inflight: dict[str, _InFlight] = {}
-        self._results: dict[str, tuple[VoteResult, float]] = {}
+        # Insertion order is expiry order (one TTL for all; a re-stored id moves to the end), so
+        # expired and over-cap entries are always at the front: sweeping is amortised O(1).
+        self._results: OrderedDict[str, tuple[VoteResult, float]] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[VoteResult]]] = {}
         self._cancelled: set[str] = set()
-        self._dead_letters: list[tuple[str, str]] = []
+        self._dead_letters: deque[tuple[str, str]] = deque(maxlen=max_dead_letters)
         self._wakeup = asyncio.Event()
         self._tokens = itertools.count()
 
@@ -67,12 +76,18 @@ class MemoryBroker:
 
     @property
     def dead_letters(self) -> list[tuple[str, str]]:
-        """(job id, reason) of jobs given up on: retries exhausted."""
+        """(job id, reason) of the latest jobs given up on (retries exhausted), oldest first."""
         return list(self._dead_letters)
+
+    def stored_results(self) -> int:
+        """Results held for retries (after sweeping the expired): for metrics and tests."""
+        self._sweep_results()
+        return len(self._results)
 
     # ---- gateway side ----
     async def submit(self, jobs: Sequence[JobEnvelope]) -> list[asyncio.Future[VoteResult]]:
         loop = asyncio.get_running_loop()
+        self._sweep_results()
         new = [j for j in jobs if j.job_id not in self._jobs and self._stored(j.job_id) is None]
         if len(self._jobs) + len(new) > self.max_depth:
             raise Overloaded(f"queue holds {len(self._jobs)} judgments (limit {self.max_depth})")
@@ -85,9 +100,13 @@ class MemoryBroker:
             else:
                 self._waiters.setdefault(job.job_id, []).append(fut)
                 self._cancelled.discard(job.job_id)
-                if job.job_id not in self._jobs:
+                queued = self._jobs.get(job.job_id)
+                if queued is None:
                     self._jobs[job.job_id] = job
                     self._ready.append(job.job_id)
+                elif job.deadline > queued.deadline:
+                    # A later caller (a retry) waits longer: the job lives until its deadline.
+                    self._jobs[job.job_id] = replace(queued, deadline=job.deadline)
             futures.append(fut)
         self._wakeup.set()
         return futures
@@ -140,6 +159,8 @@ class MemoryBroker:
         # A failure is routed to its waiters but not stored: a retry must get a fresh try.
         if result.status is not ParseStatus.FAILED:
             self._results[job_id] = (result, time.monotonic() + self.result_ttl_s)
+            self._results.move_to_end(job_id)
+            self._sweep_results()
         self._resolve(job_id, result)
         self._ack(delivery)
 
@@ -164,8 +185,20 @@ class MemoryBroker:
             self._wakeup.set()
 
     async def discard(self, delivery: Delivery, reason: str) -> None:
-        log.debug("discarding job %s: %s", delivery.envelope.job_id, reason)
-        self._ack(delivery)
+        job_id = delivery.envelope.job_id
+        log.debug("discarding job %s: %s", job_id, reason)
+        if self._inflight.pop(delivery.token, None) is None:
+            return
+        job = self._jobs.get(job_id)
+        if self._live_waiters(job_id) and job is not None:
+            if not job.expired():
+                # Re-submitted after the worker saw it cancelled: the new caller still waits.
+                self._cancelled.discard(job_id)
+                self._ready.append(job_id)
+                self._wakeup.set()
+                return
+            self._resolve(job_id, VoteResult.failed(reason))  # never leave a caller hanging
+        self._forget(job_id)
 
     async def cancelled(self, job_ids: Sequence[str]) -> set[str]:
         return {j for j in job_ids if j in self._cancelled}
@@ -187,6 +220,19 @@ class MemoryBroker:
     def _forget(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
         self._cancelled.discard(job_id)
+        if not self._live_waiters(job_id):
+            self._waiters.pop(job_id, None)  # only futures whose callers gave up
+
+    def _live_waiters(self, job_id: str) -> bool:
+        return any(not f.done() for f in self._waiters.get(job_id, ()))
+
+    def _sweep_results(self) -> None:
+        now = time.monotonic()
+        results = self._results
+        while results and (
+            len(results) > self.max_results or next(iter(results.values()))[1] < now
+        ):
+            results.popitem(last=False)
 
     def _resolve(self, job_id: str, result: VoteResult) -> None:
         for fut in self._waiters.pop(job_id, []):
