@@ -28,17 +28,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError, ResponseError
 
 from reward_service.domain import ParseStatus, VoteResult
 from reward_service.errors import Overloaded, Unavailable
 from reward_service.queue import names as n
+from reward_service.queue import redis_client
 from reward_service.queue import redis_ops as ops
 from reward_service.queue.base import Delivery, JobEnvelope
 from reward_service.queue.batching import Build, PipelineBatcher
@@ -50,11 +47,13 @@ from reward_service.queue.jobs import (
     encode_result,
 )
 from reward_service.queue.names import QueueNames
+from reward_service.queue.redis_client import REDIS_DOWN, REDIS_FULL, RedisTarget
 from reward_service.queue.replies import ReplyRouter
 
 log = logging.getLogger(__name__)
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+RETRYABLE = REDIS_DOWN + REDIS_FULL
+FULL_RETRY_S = 2.0  # what a caller refused for lack of Redis memory is told to wait
 ADMIT_PARKED, ADMIT_CANCELLED = 2, 3  # ADMIT_LUA's answers besides a stored result and 1 (run)
 _JOB = n.JOB_FIELD.encode()
 
@@ -81,7 +80,7 @@ class RedisBrokerStats:
 class RedisBroker:
     def __init__(
         self,
-        url: str,
+        target: RedisTarget | str,
         *,
         names: QueueNames = n.DEFAULT_NAMES,
         gateway_id: str | None = None,
@@ -110,19 +109,12 @@ class RedisBroker:
         self.reclaim_every_s = min(1.0, visibility_timeout_s / 4)
         self.lease_ms = max(1, int(visibility_timeout_s * 1000))
         self.stats = RedisBrokerStats()
-        # Connection errors are retried with exponential backoff (~1.5 s in all by default)
-        # before they surface: long enough for a blip or a restart, short enough for deadlines.
-        # Few connections suffice (commands are batched); past the pool size callers wait.
-        pool = BlockingConnectionPool.from_url(
-            url,
+        self.redis: Redis = redis_client.connect(
+            target,
             max_connections=max_connections,
-            timeout=socket_timeout_s,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries),
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=min(2.0, socket_timeout_s),
-            health_check_interval=30,
+            socket_timeout_s=socket_timeout_s,
+            retries=retries,
         )
-        self.redis: Redis = Redis(connection_pool=pool)
         self.batch = PipelineBatcher(self.redis)
         self.replies = ReplyRouter(
             self.redis, names.reply_stream(self.gateway_id), on_restart=self._requeue_pending
@@ -138,8 +130,10 @@ class RedisBroker:
 
     # ---- lifecycle ----
     async def start(self) -> None:
-        """Create the consumer group (idempotent); raises Unavailable if Redis cannot be reached."""
+        """Check the server (UnsupportedRedis for a cluster), create the consumer group
+        (idempotent); raises Unavailable if Redis cannot be reached."""
         try:
+            await redis_client.check_server(self.redis)
             await self._ensure_group()
             self.replies.run_id = await self.replies.check_run_id()
         except REDIS_DOWN as exc:
@@ -148,8 +142,7 @@ class RedisBroker:
     async def close(self) -> None:
         await self.replies.close()
         await self.batch.close()
-        await self.redis.aclose()
-        await self.redis.connection_pool.disconnect()
+        await redis_client.close(self.redis)
 
     async def depth(self) -> int:
         """Jobs queued or in flight: the group's lag plus its pending entries."""
@@ -169,7 +162,8 @@ class RedisBroker:
         """Answers from stored results at once; queues the rest (this gateway is the reply route).
 
         A job this gateway already waits for is not queued twice. Raises Overloaded past
-        `max_depth` and Unavailable when Redis cannot be reached.
+        `max_depth` or when Redis is out of memory, and Unavailable when Redis cannot be
+        reached (down, or failing over to a replica).
         """
         self.replies.start()
         jobs = [j if j.reply_to == self.gateway_id else _reroute(j, self.gateway_id) for j in jobs]
@@ -186,9 +180,9 @@ class RedisBroker:
                         f"queue holds {self._depth} judgments (limit {self.max_depth})",
                         retry_after_s=1.0,
                     )
-        except REDIS_DOWN as exc:
+        except RETRYABLE as exc:
             self.stats.redis_errors += 1
-            raise Unavailable(f"Redis queue unreachable: {exc}") from exc
+            raise _refusal(exc) from exc
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[VoteResult]] = []
         enqueue: dict[str, JobEnvelope] = {}
@@ -207,11 +201,11 @@ class RedisBroker:
             self._depth += len(enqueue)  # reserve room until the next reading
             try:
                 await self._submit(list(enqueue.values()))
-            except REDIS_DOWN as exc:
+            except RETRYABLE as exc:
                 self._depth -= len(enqueue)
                 self.stats.redis_errors += 1
                 self.replies.abandon(enqueue)
-                raise Unavailable(f"Redis queue unreachable: {exc}") from exc
+                raise _refusal(exc) from exc
         return futures
 
     async def cancel(self, job_ids: Sequence[str]) -> None:
@@ -226,18 +220,22 @@ class RedisBroker:
                 pipe.set(self.names.cancel_key(job_id), self.gateway_id, ex=self.cancel_ttl_s)
 
         try:
-            await self.batch.run(mark)
+            replies = await self.batch.run(mark)
         except REDIS_DOWN as exc:  # the jobs still end at their deadline; nothing hangs
+            replies = [exc]
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:  # e.g. out of memory: likewise
             self.stats.redis_errors += 1
-            log.warning("could not mark %d jobs cancelled: %s", len(idle), exc)
+            log.warning("could not mark %d jobs cancelled: %s", len(failed), failed[0])
 
     # ---- worker side ----
     async def receive(self, consumer: str, max_jobs: int, timeout_s: float) -> list[Delivery]:
         """Reclaims jobs idle past the visibility timeout, then reads new ones.
 
-        Never raises for a Redis outage: it logs, waits out `timeout_s` and returns nothing, so
-        the worker loop carries on and reconnects. (Entries read just before a connection broke
-        stay pending under this consumer and are reclaimed after the visibility timeout.)
+        Never raises for a Redis error (an outage, a failover, memory full, anything else): it
+        logs, waits out `timeout_s` and returns nothing, so the worker loop carries on and
+        reconnects. (Entries read just before a connection broke stay pending under this
+        consumer and are reclaimed after the visibility timeout.)
         """
         deadline = time.monotonic() + timeout_s
         backoff = 0.05
@@ -245,17 +243,18 @@ class RedisBroker:
             remaining = deadline - time.monotonic()
             try:
                 out = await self._receive_once(consumer, max_jobs, remaining)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("consumer group missing (Redis lost its data?): creating it again")
-                await self._guard(self._ensure_group)
-                if time.monotonic() >= deadline:
-                    return []
-                continue
-            except REDIS_DOWN as exc:
+            except RedisError as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    log.warning("consumer group missing (Redis lost its data?): creating it again")
+                    await self._guard(self._ensure_group)
+                    if time.monotonic() >= deadline:
+                        return []
+                    continue
                 self.stats.redis_errors += 1
-                log.warning("%s: Redis unreachable (%s); retrying", consumer, exc)
+                if isinstance(exc, RETRYABLE):
+                    log.warning("%s: Redis unavailable (%s); retrying", consumer, exc)
+                else:  # not expected: loud, but the loop must live on
+                    log.error("%s: receiving failed (%r); retrying", consumer, exc)
                 await asyncio.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
                 backoff = min(backoff * 2, 1.0)
                 if time.monotonic() >= deadline:
@@ -334,8 +333,10 @@ class RedisBroker:
                 lambda pipe: pipe.mget([self.names.cancel_key(j) for j in job_ids])
             )
         except REDIS_DOWN as exc:  # asked again in a moment; deadlines still apply meanwhile
+            marks = exc
+        if isinstance(marks, Exception):
             self.stats.redis_errors += 1
-            log.warning("could not read cancellations: %s", exc)
+            log.warning("could not read cancellations: %s", marks)
             return set()
         return {
             j
@@ -559,20 +560,27 @@ class RedisBroker:
         return give_up
 
     async def _persist(self, what: str, build: Build) -> None:
-        """Write a worker-side effect, retrying through an outage. After the visibility timeout
-        the job is someone else's anyway (it will be redelivered), so give up then, loudly."""
+        """Write a worker-side effect, retrying through an outage or a failover (a demoted
+        primary refuses each write with READONLY; the effects are safe to repeat). After the
+        visibility timeout the job is someone else's anyway (it will be redelivered), so give up
+        then, loudly. Memory full does not stop it: the scripts that finish, skip or hand back
+        a job run with `allow-oom` (see redis_ops); a plain write refused for memory (a dead
+        letter's record) is logged, not retried."""
         give_up = time.monotonic() + self.visibility_timeout_s
         delay = 0.05
         while True:
             try:
                 replies = await self.batch.run(build)
+                down = next((r for r in replies if isinstance(r, REDIS_DOWN)), None)
+                if down is not None:
+                    raise down
             except REDIS_DOWN as exc:
                 self.stats.redis_errors += 1
                 if time.monotonic() >= give_up:
                     self.stats.gave_up_ops += 1
                     log.error("%s not written (%s); the job will be redelivered", what, exc)
                     return
-                log.warning("%s: Redis unreachable (%s); retrying", what, exc)
+                log.warning("%s: Redis unavailable (%s); retrying", what, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
@@ -594,9 +602,20 @@ class RedisBroker:
     async def _guard(self, op: Callable[[], Awaitable[None]]) -> None:
         try:
             await op()
-        except REDIS_DOWN as exc:
+        except RedisError as exc:  # tried again on the next round
             self.stats.redis_errors += 1
-            log.warning("Redis unreachable: %s", exc)
+            log.warning("Redis: %s", exc)
+
+
+def _refusal(exc: Exception) -> Overloaded | Unavailable:
+    """Why a submit was refused, as the domain error the gateway maps to a gRPC status."""
+    if isinstance(exc, REDIS_FULL):
+        return Overloaded(
+            f"Redis is out of memory (maxmemory reached with noeviction), so no new judgments "
+            f"can be queued until workers drain it: {exc}",
+            retry_after_s=FULL_RETRY_S,
+        )
+    return Unavailable(f"Redis queue unreachable: {exc}")
 
 
 def _reroute(job: JobEnvelope, gateway_id: str) -> JobEnvelope:

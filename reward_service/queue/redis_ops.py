@@ -7,6 +7,12 @@ deletes the entry after its effect, in the same pipeline: the stream only ever h
 are queued or in flight. Pipelines keep order but are not atomic; each operation is written so
 that a partial run followed by a retry is harmless (the ack comes last, so at worst the job is
 redelivered or a reply or dead letter is written twice).
+
+Redis full (maxmemory with `noeviction`): only new work is refused. SUBMIT is a flagged script
+without `allow-oom`, so Redis refuses it whole (OOM) before it runs; the scripts that drain the
+queue (admit, complete, hand back, heartbeat) carry `allow-oom`: a worker can always finish
+what was admitted, and finishing frees the job's entry. Flags need Redis 7.0, which the broker
+checks at start-up.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from reward_service.queue.names import QueueNames
 # original, or the same job queued by two gateways) answers every caller with the same verdict.
 # A failure is routed but not stored (a retry must get a fresh try), unless a verdict is.
 # Copies parked on this run (other gateways' callers) get the same answer.
-COMPLETE_LUA = """
+COMPLETE_LUA = """#!lua flags=allow-oom
 local value = ARGV[4]
 local stored
 if ARGV[11] == '1' then
@@ -52,7 +58,7 @@ return value
 # KEYS: jobs stream, lease key, parked key.  ARGV: group, entry id, job field, copy (or '').
 # Takes an entry off the stream without answering (skipped, discarded, or handed back as
 # `copy`): the lease goes with it, and parked copies are queued again: they still want a run.
-UNQUEUE_LUA = """
+UNQUEUE_LUA = """#!lua flags=allow-oom
 if ARGV[4] ~= '' then redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[4]) end
 redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.pcall('XDEL', KEYS[1], ARGV[2])
@@ -71,7 +77,7 @@ return #parked
 # acknowledged and waits in the parked hash for that run's answer), 3 = its caller cancelled.
 # A lease whose entry is no longer pending is stale (its worker's ack was lost with Redis' last
 # second of writes, say) and is taken over.
-ADMIT_LUA = """
+ADMIT_LUA = """#!lua flags=allow-oom
 local out = {}
 for i = 1, (#ARGV - 3) / 3 do
   local k, a = 1 + (i - 1) * 4, 3 + (i - 1) * 3
@@ -103,7 +109,7 @@ return out
 # KEYS: jobs stream, then per job: result key, cancel key.  ARGV: job field, then the envelopes.
 # Per job: the stored result (bulk string) or, once queued, {entry id} (an array). One round
 # trip, and no window between finding no result and queueing.
-SUBMIT_LUA = """
+SUBMIT_LUA = """#!lua
 local out = {}
 for i = 2, #ARGV do
   local stored = redis.call('GET', KEYS[2 * i - 2])
@@ -123,7 +129,7 @@ return out
 # JUSTID keeps the delivery count) and renews its job's lease; returns the ids it no longer
 # holds. Checking the owner first matters: a plain XCLAIM would take back an entry another
 # worker reclaimed and is running.
-EXTEND_LUA = """
+EXTEND_LUA = """#!lua flags=allow-oom
 local lost = {}
 for i = 4, #ARGV do
   local mine = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])

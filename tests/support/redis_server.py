@@ -36,12 +36,21 @@ def _port_open(port: int) -> bool:
 
 
 class RedisServer:
-    """One redis-server process. `restart()` keeps the port and dir (and so the AOF, if on)."""
+    """One redis-server process. `restart()` keeps the port and dir (and so the AOF, if on).
+    `args` are passed on as they are, e.g. ("--maxmemory", "2mb") or ("--replicaof", ...)."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = False, port: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        port: int = 0,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.dir = Path(directory)
         self.appendonly = appendonly
         self.port = port or free_port()
+        self.args = args
         self.pid: int | None = None
 
     @property
@@ -77,6 +86,7 @@ class RedisServer:
             "--pidfile", str(self.pidfile),
             "--dir", str(self.dir),
             "--logfile", str(self.dir / f"redis-{self.port}.log"),
+            *self.args,
         ]  # fmt: skip
         subprocess.run(args, check=True, capture_output=True, timeout=timeout_s)
         deadline = time.monotonic() + timeout_s
@@ -156,13 +166,13 @@ def _pid_alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def redis_server(
-    *, appendonly: bool = False, directory: Path | None = None
+    *, appendonly: bool = False, directory: Path | None = None, args: tuple[str, ...] = ()
 ) -> Iterator[RedisServer]:
     """A started server in `directory` (default: a fresh temp dir), killed on exit."""
     with contextlib.ExitStack() as stack:
         if directory is None:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rrm-redis-")))
-        with RedisServer(directory, appendonly=appendonly) as server:
+        with RedisServer(directory, appendonly=appendonly, args=args) as server:
             yield server
 
 
