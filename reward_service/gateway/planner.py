@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from reward_service.domain import Pair, ParseStatus, Turn, Verdict, VoteResult, VoteTask
@@ -104,6 +104,10 @@ def plan_votes(c: Comparison) -> list[PlannedVote]:
 
 
 def map_vote(planned: PlannedVote, result: VoteResult) -> MappedVote:
+    if result.reasoning is not None and not planned.task.return_reasoning:
+        # Stored answers are keyed by return_reasoning too; this keeps the promise by
+        # construction, whatever a cache or an older worker handed back.
+        result = replace(result, reasoning=None)
     if result.status is ParseStatus.FAILED or result.verdict is Verdict.UNDECIDED:
         side = Side.UNDECIDED
     elif (result.verdict is Verdict.FIRST) == planned.a_first:

@@ -1,7 +1,8 @@
 """Content-derived job ids and the explicit JSON codec for job envelopes and results.
 
-Ids hash everything that determines a vote (request id, pair, options, shown order, vote index),
-so a redelivered job or a client retry with the same request id maps to the same stored result.
+Ids hash everything that determines a vote (request id, pair, options, shown order, vote index,
+whether the reasoning is kept), so a redelivered job or a client retry with the same request id
+maps to the same stored result.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ def _digest(*parts: str) -> str:
 
 
 def task_fingerprint(task: VoteTask, *, model: str, template_version: str) -> str:
-    """Everything that determines a vote's distribution (the verdict-cache key)."""
+    """Everything that determines a vote's distribution and what its stored answer holds (the
+    verdict-cache key). `return_reasoning` is part of it: the worker keeps the reasoning only when
+    asked, so a stored answer must never be handed to a caller who asked for the other kind."""
     pair = task.pair
     history = json.dumps([[t.role, t.content] for t in pair.history], ensure_ascii=False)
     return _digest(
         model,
         template_version,
-        f"{task.max_reasoning_tokens}|{task.temperature!r}|{task.seed}|{task.vote_index}",
+        f"{task.max_reasoning_tokens}|{task.temperature!r}|{task.seed}|{task.vote_index}"
+        f"|reasoning={int(task.return_reasoning)}",
         history,
         pair.query,
         pair.first,
