@@ -91,4 +91,7 @@ class Limits:
     max_candidates_round_robin: int = 32
     max_history_turns: int = 64
     max_message_bytes: int = 64 * 1024 * 1024
+    # Judgments (items x matches x votes x orders) one call may plan: a single call must not be
+    # able to fill the whole queue or pin a gateway's CPU; equals the default queue bound.
+    max_judgments_per_call: int = 100_000
     extra: dict[str, int] = field(default_factory=dict)

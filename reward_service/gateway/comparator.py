@@ -46,7 +46,9 @@ class Comparator:
     async def compare(self, c: Comparison, request_id: str, deadline: float) -> ComparisonOutcome:
         """Judge one comparison. Raises JudgmentFailed when every vote failed."""
         if self.guard is not None:
-            self.guard.check(c)
+            # Rendering and tokenising the prompt takes milliseconds: in a worker thread, so a
+            # large batch does not stall the event loop (and with it every other call).
+            await asyncio.to_thread(self.guard.check, c)
         planned = plan_votes(c)
         unit = 2 if c.order is OrderMode.BOTH else 1
         votes: list[MappedVote] = []

@@ -73,6 +73,7 @@ def limits_pb(limits: Limits) -> pb.Limits:
         max_candidates_round_robin=limits.max_candidates_round_robin,
         max_history_turns=limits.max_history_turns,
         max_message_bytes=limits.max_message_bytes,
+        max_judgments_per_call=limits.max_judgments_per_call,
     )
 
 

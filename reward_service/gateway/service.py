@@ -13,7 +13,7 @@ from rrm.v1 import reward_pb2_grpc as pb_grpc
 from reward_service import __version__
 from reward_service.domain import Limits
 from reward_service.errors import InvalidInput, RRMError
-from reward_service.gateway import convert, validation
+from reward_service.gateway import budget, convert, validation
 from reward_service.gateway.comparator import Comparator, JudgeInfo
 from reward_service.gateway.scoring import score_group, score_reference
 from reward_service.gateway.status import item_code, streaming, unary
@@ -49,6 +49,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
         self, request: pb.CompareRequest, context: grpc.aio.ServicerContext
     ) -> pb.CompareResponse:
         rid, c = validation.compare_request(request, "", self.limits, self.defaults)
+        budget.check([budget.compare(request)], "options.votes", self.limits)
         outcome = await self.comparator.compare(c, rid, self._deadline(context))
         return convert.compare_response(outcome, self.info, rid)
 
@@ -63,6 +64,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
                 "pairs",
                 f"has {len(request.pairs)} pairs, over the limit of {self.limits.max_pairs}",
             )
+        budget.check(map(budget.compare, request.pairs), "pairs", self.limits)
         deadline = self._deadline(context)
 
         async def one(i: int, item: pb.CompareRequest) -> pb.CompareResult:
@@ -84,14 +86,17 @@ class RewardService(pb_grpc.RewardServiceServicer):
         self, request: pb.RankRequest, context: grpc.aio.ServicerContext
     ) -> pb.RankResponse:
         rid, spec = validation.rank_request(request, "", self.limits, self.defaults)
+        budget.check([budget.rank(request)], "candidates", self.limits)
         result = await self.tournament.run(spec, rid, self._deadline(context))
-        return convert.rank_response(result, self.info, rid)
+        # Thousands of votes make milliseconds of protobuf building: not on the event loop.
+        return await asyncio.to_thread(convert.rank_response, result, self.info, rid)
 
     @streaming
     async def RankStream(
         self, request: pb.RankRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RankEvent]:
         rid, spec = validation.rank_request(request, "", self.limits, self.defaults)
+        budget.check([budget.rank(request)], "candidates", self.limits)
         events: asyncio.Queue[pb.RankEvent] = asyncio.Queue()
 
         def on_event(event: PlayedMatch | int) -> None:
@@ -109,7 +114,8 @@ class RewardService(pb_grpc.RewardServiceServicer):
                     yield getter.result()
                 else:
                     getter.cancel()
-            yield pb.RankEvent(result=convert.rank_response(run.result(), self.info, rid))
+            final = await asyncio.to_thread(convert.rank_response, run.result(), self.info, rid)
+            yield pb.RankEvent(result=final)
         finally:
             run.cancel()
 
@@ -124,6 +130,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
                 "requests",
                 f"has {len(request.requests)} requests, over the limit of {self.limits.max_pairs}",
             )
+        budget.check(map(budget.rank, request.requests), "requests", self.limits)
         deadline = self._deadline(context)
 
         async def one(i: int, item: pb.RankRequest) -> pb.RankResult:
@@ -132,7 +139,8 @@ class RewardService(pb_grpc.RewardServiceServicer):
                     item, f"requests[{i}]", self.limits, self.defaults
                 )
                 result = await self.tournament.run(spec, rid, deadline)
-                return pb.RankResult(response=convert.rank_response(result, self.info, rid))
+                reply = await asyncio.to_thread(convert.rank_response, result, self.info, rid)
+                return pb.RankResult(response=reply)
             except RRMError as exc:
                 field = _item_field(exc, f"requests[{i}]")
                 return pb.RankResult(
@@ -161,6 +169,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
             self.defaults,
             default_strategy=pb.STRATEGY_ELO,
         )
+        budget.check([budget.score(request)], "candidates", self.limits)
         if mode == pb.SCORE_MODE_REFERENCE:
             reference = validation.check_text(request.reference, "reference", self.limits)
             scores = await score_reference(self.comparator, spec, reference, rid, deadline)
@@ -179,7 +188,10 @@ class RewardService(pb_grpc.RewardServiceServicer):
             request_id=rid,
         )
         if scores.tournament is not None:
-            reply.rank.CopyFrom(convert.rank_response(scores.tournament, self.info, rid))
+            ranked = await asyncio.to_thread(
+                convert.rank_response, scores.tournament, self.info, rid
+            )
+            reply.rank.CopyFrom(ranked)
         return reply
 
     @unary

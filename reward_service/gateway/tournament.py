@@ -64,6 +64,9 @@ class TournamentResult:
         return self.ranking[0]
 
 
+# Round-robin matches started per event-loop turn.
+_START_CHUNK = 16
+
 # Called with each finished match, and with ("round", r) when a knockout round completes.
 EventSink = Callable[[PlayedMatch | int], None]
 
@@ -147,9 +150,15 @@ class Tournament:
             winner = {Side.A: a, Side.B: b}.get(outcome.winner)
             return PlayedMatch(a, b, winner, outcome.p_a, 1, outcome)
 
-        tasks = [asyncio.create_task(play(a, b)) for a, b in pairs]
+        tasks: list[asyncio.Task[PlayedMatch]] = []
         played: list[PlayedMatch] = []
         try:
+            # Planning and submitting a match takes ~0.2 ms of loop time; a 32-candidate round
+            # robin started at once would stall every other call for ~100 ms. Start it in chunks.
+            for start in range(0, len(pairs), _START_CHUNK):
+                chunk = pairs[start : start + _START_CHUNK]
+                tasks.extend(asyncio.create_task(play(a, b)) for a, b in chunk)
+                await asyncio.sleep(0)
             for next_done in asyncio.as_completed(tasks):
                 match = await next_done  # a failed match fails the ranking
                 played.append(match)
@@ -160,7 +169,9 @@ class Tournament:
             await asyncio.gather(*tasks, return_exceptions=True)
         if pairs:
             emit(1)
-        return _fit(spec, played)
+        # Bradley-Terry's bootstrap refits the model hundreds of times (tens of ms to seconds for
+        # a large round robin): off the event loop, which must keep serving every other call.
+        return await asyncio.to_thread(_fit, spec, played)
 
 
 def _matches_in_round(bracket: KnockoutBracket, round_: int) -> int:

@@ -912,6 +912,7 @@ class Limits(_message.Message):
     MAX_CANDIDATES_ROUND_ROBIN_FIELD_NUMBER: _builtins.int
     MAX_HISTORY_TURNS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_JUDGMENTS_PER_CALL_FIELD_NUMBER: _builtins.int
     max_text_chars: _builtins.int
     max_pairs: _builtins.int
     max_votes: _builtins.int
@@ -920,6 +921,11 @@ class Limits(_message.Message):
     max_candidates_round_robin: _builtins.int
     max_history_turns: _builtins.int
     max_message_bytes: _builtins.int
+    max_judgments_per_call: _builtins.int
+    """Judgments one call may need at most: items x matches x votes (x2 with ORDER_BOTH), counted
+    before early stopping. Past it the call gets INVALID_ARGUMENT naming this limit. 0: unknown
+    (a server older than this field).
+    """
     def __init__(
         self,
         *,
@@ -931,10 +937,11 @@ class Limits(_message.Message):
         max_candidates_round_robin: _builtins.int = ...,
         max_history_turns: _builtins.int = ...,
         max_message_bytes: _builtins.int = ...,
+        max_judgments_per_call: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_candidates_knockout", b"max_candidates_knockout", "max_candidates_round_robin", b"max_candidates_round_robin", "max_history_turns", b"max_history_turns", "max_message_bytes", b"max_message_bytes", "max_pairs", b"max_pairs", "max_reasoning_tokens", b"max_reasoning_tokens", "max_text_chars", b"max_text_chars", "max_votes", b"max_votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_candidates_knockout", b"max_candidates_knockout", "max_candidates_round_robin", b"max_candidates_round_robin", "max_history_turns", b"max_history_turns", "max_judgments_per_call", b"max_judgments_per_call", "max_message_bytes", b"max_message_bytes", "max_pairs", b"max_pairs", "max_reasoning_tokens", b"max_reasoning_tokens", "max_text_chars", b"max_text_chars", "max_votes", b"max_votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
