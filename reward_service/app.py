@@ -29,6 +29,7 @@ from reward_service.observe import start_http
 from reward_service.queue.base import Broker
 from reward_service.queue.cache import MemoryVerdictCache, RedisVerdictCache, VerdictCache
 from reward_service.queue.memory import MemoryBroker
+from reward_service.queue.redis_client import RedisTarget, parse_sentinels
 from reward_service.settings import ProfileName, Settings
 from reward_service.worker.engine_runner import EngineVoteRunner
 from reward_service.worker.worker import Worker
@@ -71,7 +72,7 @@ def build_broker(settings: Settings, *, role: str) -> Broker:
     from reward_service.queue.redis_broker import RedisBroker
 
     return RedisBroker(
-        q.redis_url,
+        redis_target(settings),
         gateway_id=None if role != "worker" else f"worker-{os.getpid()}",
         max_depth=settings.gateway.max_queued_jobs,
         visibility_timeout_s=q.visibility_timeout_s,
@@ -126,9 +127,21 @@ def build_gateway(
 def build_cache(settings: Settings) -> VerdictCache | None:
     if not settings.queue.verdict_cache:
         return None
-    if settings.queue.kind == "redis":
-        return RedisVerdictCache.from_url(settings.queue.redis_url)
+    q = settings.queue
+    if q.kind == "redis":
+        return RedisVerdictCache.connect(q.verdict_cache_url or redis_target(settings))
     return MemoryVerdictCache()
+
+
+def redis_target(settings: Settings) -> RedisTarget:
+    """The queue's Redis: a URL, or the primary its sentinels name."""
+    q = settings.queue
+    return RedisTarget(
+        q.redis_url,
+        sentinels=parse_sentinels(q.redis_sentinels),
+        master_name=q.redis_master_name,
+        sentinel_password=q.redis_sentinel_password or None,
+    )
 
 
 def build_worker(settings: Settings, broker: Broker, judge: Judge, engine: Engine) -> Worker:

@@ -104,6 +104,13 @@ class WorkerSettings(BaseModel):
 class QueueSettings(BaseModel):
     kind: str = Field(default="memory", pattern="^(memory|redis)$")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel: "host:port,host:port,..." of the sentinels. When set, the primary of
+    # `redis_master_name` is found through them (and followed across failovers); the URL's
+    # host and port are then ignored, its database, user, password and scheme still apply.
+    redis_sentinels: str = Field(default="", pattern=r"^\s*([^\s,]+:\d+\s*(,\s*|$))*$")
+    redis_master_name: str = "mymaster"
+    # Only when the sentinels themselves require a password (`requirepass` in sentinel.conf).
+    redis_sentinel_password: str = ""
     visibility_timeout_s: float = 120.0
     max_tries: int = 3
     result_ttl_s: int = 3600
@@ -111,6 +118,9 @@ class QueueSettings(BaseModel):
     # index) are answered without the engine. Requests opt out with options.no_cache.
     verdict_cache: bool = True
     verdict_cache_ttl_s: float = 7 * 24 * 3600
+    # A Redis of its own for the verdict cache (redis kind only; empty: the queue's Redis).
+    # The queue's Redis must never evict (noeviction); a cache wants allkeys-lru.
+    verdict_cache_url: str = ""
 
 
 class Settings(BaseSettings):

@@ -14,13 +14,13 @@ from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from reward_service.domain import ParseStatus, VoteResult
 from reward_service.queue import names as n
 from reward_service.queue.jobs import decode_result, encode_result
 from reward_service.queue.names import QueueNames
+from reward_service.queue.redis_client import RedisTarget, connect
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,10 @@ class MemoryVerdictCache:
 
 
 class RedisVerdictCache:
-    """Shared by every worker replica. A Redis outage makes it a miss (logged and counted in
-    `errors`), never a failed judgment: the cache only saves work."""
+    """Shared by every worker replica. Any Redis error (down, failing over, out of memory)
+    makes a read a miss and a write a no-op, logged and counted in `errors`: the cache only
+    saves work, so it must never fail a judgment, nor keep a finished one from being stored
+    and acknowledged (which would run it again)."""
 
     def __init__(self, redis: Redis, *, names: QueueNames = n.DEFAULT_NAMES) -> None:
         self.redis = redis
@@ -87,15 +89,17 @@ class RedisVerdictCache:
         self.errors = 0
 
     @classmethod
-    def from_url(cls, url: str, *, names: QueueNames = n.DEFAULT_NAMES) -> RedisVerdictCache:
-        return cls(Redis.from_url(url), names=names)
+    def connect(
+        cls, target: RedisTarget | str, *, names: QueueNames = n.DEFAULT_NAMES
+    ) -> RedisVerdictCache:
+        return cls(connect(target, max_connections=16, retries=1), names=names)
 
     async def get(self, fingerprint: str) -> VoteResult | None:
         try:
             raw = await self.redis.get(self.names.cache_key(fingerprint))
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except RedisError as exc:
             self.errors += 1
-            log.warning("verdict cache unreachable, judging without it: %s", exc)
+            log.warning("verdict cache unavailable, judging without it: %s", exc)
             raw = None
         if raw is None:
             self.misses += 1
@@ -114,6 +118,6 @@ class RedisVerdictCache:
         value = encode_result(_cacheable(result))
         try:
             await self.redis.set(self.names.cache_key(fingerprint), value, ex=max(1, int(ttl_s)))
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except RedisError as exc:
             self.errors += 1
             log.warning("verdict not cached: %s", exc)

@@ -595,6 +595,10 @@ class RedisBroker:
             await self.redis.xgroup_create(
                 self.names.jobs_stream, self.names.workers_group, id="0", mkstream=True
             )
+        except REDIS_FULL as exc:
+            # Refused before Redis looked for the group. Starting anyway keeps a full Redis
+            # from crash-looping every replica; a missing group is created on the first read.
+            log.warning("Redis is out of memory; consumer group not checked: %s", exc)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -4,19 +4,22 @@ worker-side RedisBroker (as in separate processes), a real gRPC server on port 0
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 from rrm.v1 import reward_pb2_grpc as pb_grpc
 
-from reward_service.domain import Limits
+from reward_service.domain import Limits, VoteResult, VoteTask
 from reward_service.gateway.comparator import Comparator, JudgeInfo
 from reward_service.gateway.server import GatewayServer
 from reward_service.gateway.service import RewardService
 from reward_service.gateway.validation import Defaults
+from reward_service.queue.cache import VerdictCache
 from reward_service.queue.names import QueueNames
 from reward_service.queue.redis_broker import RedisBroker
-from reward_service.testing.scripted_runner import ScriptedRunner
+from reward_service.queue.redis_client import RedisTarget
+from reward_service.testing.scripted_runner import ScriptedRunner, prefer_longer
 from reward_service.worker.worker import Worker
 from tests.gateway.conftest import Stack
 
@@ -41,7 +44,7 @@ def gateway_service(broker: RedisBroker, *, deadline_s: float = 30.0) -> RewardS
 
 
 async def make_redis_stack(
-    url: str,
+    url: RedisTarget | str,
     names: QueueNames,
     *,
     latency_s: float = 0.0,
@@ -49,14 +52,25 @@ async def make_redis_stack(
     max_in_flight: int = 32,
     warm: bool = True,
     grace_s: float = 2.0,
+    script: Callable[[VoteTask], VoteResult] = prefer_longer,
+    cache: VerdictCache | None = None,
+    visibility_timeout_s: float = 5.0,
 ) -> RedisStack:
     broker = RedisBroker(url, names=names, max_depth=max_depth, depth_cache_s=0.0)
-    worker_broker = RedisBroker(url, names=names, visibility_timeout_s=5.0, max_tries=3)
+    worker_broker = RedisBroker(
+        url, names=names, visibility_timeout_s=visibility_timeout_s, max_tries=3
+    )
     await broker.start()
     await worker_broker.start()
-    runner = ScriptedRunner(latency_s=latency_s)
+    runner = ScriptedRunner(script, latency_s=latency_s)
     worker = Worker(
-        worker_broker, runner, name="w1", max_in_flight=max_in_flight, cancel_check_s=0.05
+        worker_broker,
+        runner,
+        name="w1",
+        max_in_flight=max_in_flight,
+        cancel_check_s=0.05,
+        cache=cache,
+        cache_scope=(INFO.model, INFO.template_version),
     )
     service = gateway_service(broker)
     server = GatewayServer(service, host="127.0.0.1", port=0)

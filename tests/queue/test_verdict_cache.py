@@ -27,7 +27,7 @@ def key(i: int) -> str:
 async def redis_cache(
     redis_session: RedisServer, names: QueueNames
 ) -> AsyncIterator[RedisVerdictCache]:
-    cache = RedisVerdictCache.from_url(redis_session.url, names=names)
+    cache = RedisVerdictCache.connect(redis_session.url, names=names)
     yield cache
     await cache.redis.aclose()
 
