@@ -98,6 +98,12 @@ class SentinelSetup:
         out = cli(self.sentinels[0].port, "sentinel", "get-master-addr-by-name", MASTER).split()
         return int(out[1])
 
+    def sentinel_failover(self) -> None:
+        """A manual failover: the replica is promoted, the live primary demoted to a replica."""
+        reply = cli(self.sentinels[0].port, "sentinel", "failover", MASTER)
+        if reply != "OK":
+            raise RuntimeError(f"SENTINEL FAILOVER refused: {reply}")
+
     def _wait_ready(self, timeout_s: float = 20.0) -> None:
         """Until the replica is in sync and every sentinel knows the replica and the others:
         before that, a failover could not happen."""
