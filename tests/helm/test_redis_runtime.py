@@ -97,13 +97,16 @@ def test_password_is_required_and_not_on_the_command_line(
     assert PASSWORD.encode() not in cmdline
 
 
-def test_append_only_and_no_eviction(chart_redis: tuple[int, subprocess.Popen[bytes]]) -> None:
+def test_append_only_capped_and_no_eviction(
+    chart_redis: tuple[int, subprocess.Popen[bytes]],
+) -> None:
     port, _ = chart_redis
     assert cli(port, "config", "get", "appendonly").splitlines() == ["appendonly", "yes"]
     assert cli(port, "config", "get", "maxmemory-policy").splitlines() == [
         "maxmemory-policy",
         "noeviction",
     ]
+    assert cli(port, "config", "get", "maxmemory").splitlines() == ["maxmemory", str(1536 << 20)]
 
 
 def test_the_group_lag_keda_reads_is_there(

@@ -122,6 +122,22 @@ Kubernetes' dependent-variable syntax $(VAR), so no secret is ever written into 
       key: {{ include "rrm.redis.passwordKey" . }}
 - name: RRM_QUEUE__REDIS_URL
   value: {{ printf "%s://%s:$(REDIS_PASSWORD)@%s:%s/%s" (ternary "rediss" "redis" (eq (include "rrm.redis.tls" .) "true")) (ternary "$(REDIS_USERNAME)" "" (ne (include "rrm.redis.usernameKey" .) "")) (include "rrm.redis.host" .) (include "rrm.redis.port" .) (include "rrm.redis.database" .) | quote }}
+{{- with .Values.verdictCache }}
+{{- if .enabled }}
+{{- if .existingSecret }}
+- name: VERDICT_CACHE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passwordKey }}
+{{- end }}
+- name: RRM_QUEUE__VERDICT_CACHE_URL
+  value: {{ printf "%s://%s%s:%v/%v" (ternary "rediss" "redis" .tls) (ternary ":$(VERDICT_CACHE_PASSWORD)@" "" (ne .existingSecret "")) (required "verdictCache.host is required when verdictCache.enabled is true (the cache must not share the queue's noeviction Redis)" .host) .port .database | quote }}
+{{- else }}
+- name: RRM_QUEUE__VERDICT_CACHE
+  value: "false"
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Engine settings both components read (the gateway needs the tokenizer and context length). */}}
