@@ -130,7 +130,7 @@ class RedisBroker:
 
     # ---- lifecycle ----
     async def start(self) -> None:
-        """Check the server (UnsupportedRedis for a cluster), create the consumer group
+        """Check the server (UnsupportedRedis: Redis Cluster, or older than 7.0), create the group
         (idempotent); raises Unavailable if Redis cannot be reached."""
         try:
             await redis_client.check_server(self.redis)
