@@ -28,13 +28,19 @@ from reward_service.judge import Judge, JudgeProfile, detect_profile
 from reward_service.observe import start_http
 from reward_service.queue.base import Broker
 from reward_service.queue.cache import MemoryVerdictCache, RedisVerdictCache, VerdictCache
+from reward_service.queue.fleet import Fleet, MemoryFleet, RedisFleet
 from reward_service.queue.memory import MemoryBroker
 from reward_service.queue.redis_client import RedisTarget, parse_sentinels
-from reward_service.settings import ProfileName, Settings
+from reward_service.settings import EngineKind, ProfileName, Settings
+from reward_service.worker.engine_guard import EngineGuard, EngineLost
 from reward_service.worker.engine_runner import EngineVoteRunner
 from reward_service.worker.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# Exit status of a worker (or `rrm serve`) whose engine did not come back: its supervisor
+# (Kubernetes, systemd) should replace it.
+EXIT_ENGINE_LOST = 3
 
 
 def load_judge(settings: Settings) -> Judge:
@@ -81,14 +87,30 @@ def build_broker(settings: Settings, *, role: str) -> Broker:
     )
 
 
+def build_fleet(broker: Broker) -> Fleet:
+    """Where workers report their engine state for the gateways: the queue's Redis, or (one
+    process) memory; `serve_all` shares one `MemoryFleet` between its gateway and worker."""
+    from reward_service.queue.redis_broker import RedisBroker
+
+    if isinstance(broker, RedisBroker):
+        return RedisFleet(broker.redis, broker.names.worker_status)
+    return MemoryFleet()
+
+
 def build_gateway(
-    settings: Settings, broker: Broker, judge: Judge, *, reply_to: str = ""
+    settings: Settings,
+    broker: Broker,
+    judge: Judge,
+    *,
+    reply_to: str = "",
+    fleet: Fleet | None = None,
 ) -> tuple[GatewayServer, Comparator]:
     info = judge_info(settings, judge)
     guard = ContextGuard(judge, settings.engine.max_model_len)
-    comparator = Comparator(broker, reply_to=reply_to, guard=guard)
+    comparator = Comparator(broker, reply_to=reply_to, guard=guard, fleet=fleet)
     limits = Limits(
-        max_reasoning_tokens=min(Limits().max_reasoning_tokens, settings.engine.max_model_len)
+        max_reasoning_tokens=min(Limits().max_reasoning_tokens, settings.engine.max_model_len),
+        max_judgments_per_call=settings.gateway.max_judgments_per_call,
     )
     service = RewardService(
         comparator,
@@ -144,19 +166,46 @@ def redis_target(settings: Settings) -> RedisTarget:
     )
 
 
-def build_worker(settings: Settings, broker: Broker, judge: Judge, engine: Engine) -> Worker:
+def build_worker(
+    settings: Settings, broker: Broker, judge: Judge, engine: Engine, fleet: Fleet | None = None
+) -> Worker:
     runner = EngineVoteRunner(judge, engine, max_model_len=settings.engine.max_model_len)
-    name = settings.worker.name or f"{socket.gethostname()}-{os.getpid()}"
+    w = settings.worker
+    name = w.name or f"{socket.gethostname()}-{os.getpid()}"
     info = judge_info(settings, judge)
+    # Only an in-process engine is restarted by this process; a remote one is only re-probed.
+    in_process = settings.engine.kind is EngineKind.VLLM
+    guard = EngineGuard(
+        runner,
+        name=name,
+        max_failed_recoveries=w.engine_restart_attempts if in_process else 0,
+        outage_exit_s=w.engine_outage_exit_s,
+        max_backoff_s=w.engine_max_backoff_s,
+        probe_timeout_s=w.engine_probe_timeout_s,
+    )
+    # Readiness follows the engine: never ready without one.
+    guard.on_change(lambda up: metrics.READY.set(1 if up else 0))
     return Worker(
         broker,
         runner,
         name=name,
-        max_in_flight=settings.worker.max_in_flight,
+        max_in_flight=w.max_in_flight,
         cache=build_cache(settings),
         cache_scope=(info.model, info.template_version),
         cache_ttl_s=settings.queue.verdict_cache_ttl_s,
+        guard=guard,
+        fleet=fleet,
     )
+
+
+async def _finish_worker(worker: Worker, task: asyncio.Task[None]) -> EngineLost | None:
+    """Stop the worker and wait for it; the `EngineLost` it ended with, if any."""
+    worker.stop()
+    try:
+        await task
+    except EngineLost as exc:
+        return exc
+    return None
 
 
 @dataclass
@@ -185,23 +234,31 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     await engine.start()
     broker = build_broker(settings, role="all")
     await broker.start()
-    worker = build_worker(settings, broker, judge, engine)
-    server, comparator = build_gateway(settings, broker, judge)
+    fleet = MemoryFleet()
+    worker = build_worker(settings, broker, judge, engine, fleet)
+    server, comparator = build_gateway(settings, broker, judge, fleet=fleet)
     port = await server.start()
     worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
+    # During an engine outage the gateway reports NOT_SERVING; calls already accepted wait in
+    # the queue for the engine (up to their deadline) instead of failing.
+    worker.guard.on_change(lambda up: server.set_serving(up and server.warm))
     if settings.gateway.warmup:
         await server.warm_up(comparator, settings.gateway.warmup_timeout_s)
     if on_ready is not None:
         on_ready(port)
-    await stopper.event.wait()
+    await asyncio.wait(
+        {worker_task, asyncio.ensure_future(stopper.event.wait())},
+        return_when=asyncio.FIRST_COMPLETED,
+    )
     log.info("shutting down: draining gateway, then worker")
     await server.stop(settings.gateway.grace_s)
-    worker.stop()
-    await worker_task
+    lost = await _finish_worker(worker, worker_task)
     await broker.close()
     await engine.close()
     if http is not None:
         http.close()
+    if lost is not None:
+        raise SystemExit(EXIT_ENGINE_LOST)
 
 
 async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
@@ -213,7 +270,7 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
     judge = load_judge(settings)  # the tokenizer only: for the template version in GetInfo
     broker = build_broker(settings, role="gateway")
     await broker.start()
-    server, comparator = build_gateway(settings, broker, judge)
+    server, comparator = build_gateway(settings, broker, judge, fleet=build_fleet(broker))
     port = await server.start()
     if settings.gateway.warmup:
         warm = asyncio.create_task(server.warm_up(comparator, settings.gateway.warmup_timeout_s))
@@ -248,7 +305,7 @@ async def run_worker(settings: Settings) -> None:
     await engine.start()
     broker = build_broker(settings, role="worker")
     await broker.start()
-    worker = build_worker(settings, broker, judge, engine)
+    worker = build_worker(settings, broker, judge, engine, build_fleet(broker))
     worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
     metrics.READY.set(1)
     log.info("worker %s ready", worker.name)
@@ -258,9 +315,10 @@ async def run_worker(settings: Settings) -> None:
     )
     metrics.READY.set(0)
     log.info("shutting down: finishing or handing back in-flight judgments")
-    worker.stop()
-    await worker_task
+    lost = await _finish_worker(worker, worker_task)
     await broker.close()
     await engine.close()
     if http is not None:
         http.close()
+    if lost is not None:
+        raise SystemExit(EXIT_ENGINE_LOST)

@@ -32,7 +32,10 @@ QUEUE_WAIT = Histogram(
 )
 IN_FLIGHT = Gauge("rrm_worker_in_flight", "Judgments running in this worker")
 RELEASED = Counter(
-    "rrm_jobs_released_total", "Jobs handed back to the queue (shutdown, engine down)"
+    "rrm_jobs_released_total",
+    "Jobs handed back to the queue, by reason: engine_outage and shutdown spend none of the "
+    "job's tries; job_fault (an engine that answers probes failed on this input) spends one",
+    ["reason"],
 )
 DISCARDED = Counter("rrm_jobs_discarded_total", "Jobs skipped: cancelled or past their deadline")
 LOST_LEASES = Counter(
@@ -44,4 +47,11 @@ CACHE = Counter("rrm_verdict_cache_total", "Verdict cache lookups", ["result"]) 
 PROMPT_TOKENS = Counter("rrm_engine_prompt_tokens_total", "Prompt tokens sent to the engine")
 COMPLETION_TOKENS = Counter("rrm_engine_completion_tokens_total", "Tokens the engine generated")
 ENGINE_RESTARTS = Counter("rrm_engine_restarts_total", "Engine restarts after it died")
+ENGINE_UP = Gauge("rrm_engine_up", "1 while this worker's engine answers, 0 during an outage")
+ENGINE_OUTAGES = Counter(
+    "rrm_engine_outages_total", "Engine outages seen by this worker (intake stopped until back)"
+)
+ENGINE_OUTAGE_SECONDS = Counter(
+    "rrm_engine_outage_seconds_total", "Seconds this worker's engine was down, summed"
+)
 READY = Gauge("rrm_ready", "1 once this process answered its warm-up judgment")

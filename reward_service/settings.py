@@ -86,9 +86,13 @@ class GatewaySettings(BaseModel):
     default_deadline_s: float = 600.0
     # Bound on queued + running judgments; past it: RESOURCE_EXHAUSTED with a retry delay.
     max_queued_jobs: int = 100_000
-    # Calls served at once by this gateway process (0: no limit). Past it, new calls get
-    # RESOURCE_EXHAUSTED at once instead of queueing inside an overloaded process.
-    max_concurrent_rpcs: int = Field(default=0, ge=0)
+    # RewardService calls served at once by this gateway process (0: no limit; health and
+    # reflection are never counted). Past it, new calls get RESOURCE_EXHAUSTED with a retry
+    # delay at once instead of queueing inside an overloaded process (docs/benchmarks.md,
+    # "Overload of one gateway").
+    max_concurrent_rpcs: int = Field(default=1024, ge=0)
+    # Judgments one call may need (items x matches x votes x orders); past it INVALID_ARGUMENT.
+    max_judgments_per_call: int = Field(default=100_000, ge=1)
     grace_s: float = 30.0
     warmup: bool = True
 
@@ -99,6 +103,16 @@ class WorkerSettings(BaseModel):
     metrics_port: int = 0
     metrics_host: str = "0.0.0.0"
     grace_s: float = 60.0
+    # Engine outages (see worker/engine_guard.py). An in-process engine that fails this many
+    # restarts in a row makes the worker exit non-zero, so its supervisor replaces it (0: never).
+    engine_restart_attempts: int = Field(default=3, ge=0)
+    # Exit non-zero after an outage this long, for any engine kind (0: never: a remote server
+    # restarts under its own supervisor; meanwhile the worker is not ready and keeps probing).
+    engine_outage_exit_s: float = Field(default=0.0, ge=0)
+    # A probe (a 1-token generation) slower than this counts as the engine not answering.
+    engine_probe_timeout_s: float = Field(default=30.0, gt=0)
+    # Backoff between recovery attempts: doubles from 1 s up to this.
+    engine_max_backoff_s: float = Field(default=10.0, gt=0)
 
 
 class QueueSettings(BaseModel):

@@ -37,6 +37,11 @@ class Generation:
     cached_prompt_tokens: int = 0
 
 
+# A generation small enough to probe an engine in milliseconds (token ids valid in any vocab).
+PROBE_PROMPT = (0, 1, 2)
+PROBE_SPEC = SamplingSpec(max_tokens=1, temperature=0.0, logprobs=1)
+
+
 @runtime_checkable
 class Engine(Protocol):
     """An inference engine that can be shared by many concurrent judgments.
@@ -55,5 +60,17 @@ class Engine(Protocol):
     async def generate(
         self, prompt_ids: Sequence[int], spec: SamplingSpec, request_id: str
     ) -> Generation: ...
+
+    async def check(self) -> None:
+        """Return only if the engine answers a tiny generation now; raise `Unavailable` otherwise.
+
+        Tells an engine outage (every request fails) from a failure caused by one input.
+        """
+        ...
+
+    async def recover(self) -> None:
+        """After an outage: bring the engine back (restart an in-process engine; re-probe a
+        remote server), or raise. The worker calls it with backoff until it returns."""
+        ...
 
     async def close(self) -> None: ...

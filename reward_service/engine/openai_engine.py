@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from reward_service.engine.base import Generation, SamplingSpec
+from reward_service.engine.base import PROBE_PROMPT, PROBE_SPEC, Generation, SamplingSpec
 from reward_service.engine.results import display_model_name, finish_reason
 from reward_service.errors import InvalidInput, Unavailable
 from reward_service.settings import EngineSettings
@@ -68,23 +69,35 @@ class OpenAIEngine:
     async def start(self) -> None:
         """Wait (bounded) for the server, then prove it serves the model and returns token ids."""
         deadline = time.monotonic() + self._ready_timeout_s
-        last_error = "no answer yet"
-        while time.monotonic() < deadline:
+        while True:
             try:
-                response = await self._client.get(self.health_url, timeout=5.0)
-                if response.status_code == 200:
-                    break
-                last_error = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
+                await self._healthy()
+                break
+            except Unavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"not healthy after {self._ready_timeout_s:.0f} s ({exc})"
+                    ) from exc
             await asyncio.sleep(0.5)
-        else:
-            raise Unavailable(
-                f"{self.health_url} not healthy after {self._ready_timeout_s:.0f} s ({last_error})"
-            )
         # A short generation doubles as warm-up and as a check that the server knows the model
         # name and returns token ids (`_to_generation` raises otherwise).
-        await self.generate([0, 1, 2], SamplingSpec(max_tokens=2, logprobs=1), "rrm-probe")
+        await self.check()
+
+    async def check(self) -> None:
+        await self._healthy()
+        await self.generate(PROBE_PROMPT, PROBE_SPEC, f"rrm-probe-{uuid.uuid4().hex[:8]}")
+
+    async def recover(self) -> None:
+        """A remote server restarts under its own supervisor: recovering is seeing it answer."""
+        await self.check()
+
+    async def _healthy(self) -> None:
+        try:
+            response = await self._client.get(self.health_url, timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"{self.health_url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise Unavailable(f"{self.health_url}: HTTP {response.status_code}")
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.loggers import StatLoggerBase
 from vllm.v1.metrics.stats import SchedulerStats
 
-from reward_service.engine.base import Generation, SamplingSpec
+from reward_service.engine.base import PROBE_PROMPT, PROBE_SPEC, Generation, SamplingSpec
 from reward_service.engine.cpu_env import apply_cpu_env
 from reward_service.engine.results import display_model_name, finish_reason
 from reward_service.errors import EngineDead, InvalidInput, Unavailable
@@ -147,6 +148,20 @@ class VLLMEngine:
         async with self._lifecycle:
             await self._shutdown()
 
+    async def check(self) -> None:
+        await self.generate(PROBE_PROMPT, PROBE_SPEC, f"rrm-probe-{uuid.uuid4().hex[:8]}")
+
+    async def recover(self) -> None:
+        """A live engine only needs to answer a probe; a dead or missing one is rebuilt (a
+        failed build raises and leaves no engine, so the next call tries again)."""
+        if self.alive:
+            try:
+                await self.check()
+                return
+            except Unavailable as exc:
+                log.warning("vLLM engine does not answer (%s): restarting it", exc)
+        await self.restart()
+
     async def generate(
         self, prompt_ids: Sequence[int], spec: SamplingSpec, request_id: str
     ) -> Generation:
@@ -228,7 +243,7 @@ class VLLMEngine:
         self._llm = llm
         self._epoch += 1
         # The first request pays one-off kernel set-up (seconds on CPU); pay it before serving.
-        await self.generate([0, 1, 2], SamplingSpec(max_tokens=2, logprobs=1), "rrm-warmup")
+        await self.generate(PROBE_PROMPT, PROBE_SPEC, "rrm-warmup")
         log.info("vLLM engine for %s ready in %.1f s", self._model_path, time.monotonic() - started)
 
     async def _shutdown(self) -> None:

@@ -23,6 +23,7 @@ from reward_service.gateway.planner import (
 )
 from reward_service.gateway.prompt_guard import PromptGuard
 from reward_service.queue.base import Broker, JobEnvelope
+from reward_service.queue.fleet import Fleet, describe_outage
 from reward_service.queue.jobs import job_id
 
 
@@ -37,11 +38,18 @@ class JudgeInfo:
 
 class Comparator:
     def __init__(
-        self, broker: Broker, *, reply_to: str = "", guard: PromptGuard | None = None
+        self,
+        broker: Broker,
+        *,
+        reply_to: str = "",
+        guard: PromptGuard | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.broker = broker
         self.reply_to = reply_to
         self.guard = guard
+        # What the workers report of their engines: names an outage in a deadline error.
+        self.fleet = fleet
 
     async def compare(self, c: Comparison, request_id: str, deadline: float) -> ComparisonOutcome:
         """Judge one comparison. Raises JudgmentFailed when every vote failed."""
@@ -75,8 +83,10 @@ class Comparator:
                     results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
                 except TimeoutError:
                     raise DeadlineExceeded(
-                        f"deadline passed with {sum(not f.done() for f in futures)} of "
-                        f"{len(futures)} judgments unfinished"
+                        await self._why_late(
+                            f"deadline passed with {sum(not f.done() for f in futures)} of "
+                            f"{len(futures)} judgments unfinished"
+                        )
                     ) from None
                 votes.extend(map_vote(p, r) for p, r in zip(wave, results, strict=True))
                 issued.clear()
@@ -88,3 +98,9 @@ class Comparator:
             reasons = sorted({v.result.error or "unknown" for v in votes})
             raise JudgmentFailed("; ".join(reasons))
         return outcome
+
+    async def _why_late(self, message: str) -> str:
+        if self.fleet is None:
+            return message
+        outage = describe_outage(await self.fleet.statuses())
+        return f"{message}: {outage}" if outage else message

@@ -84,6 +84,8 @@ class GatewayServer:
         )
         self.credentials = credentials
         self.port = 0
+        self.warm = False  # the warm-up judgment was answered
+        self._health_updates: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -111,8 +113,18 @@ class GatewayServer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         log.info("warm-up judgment answered in %.1f s: SERVING", time.monotonic() - started)
+        self.warm = True
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         metrics.READY.set(1)
+
+    def set_serving(self, serving: bool) -> None:
+        """Report SERVING or NOT_SERVING from synchronous code (e.g. the engine guard of the
+        embedded worker, while its engine is down)."""
+        response = health_pb2.HealthCheckResponse
+        status = response.SERVING if serving else response.NOT_SERVING
+        task = asyncio.get_running_loop().create_task(self._set_health(status))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType

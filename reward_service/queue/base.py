@@ -50,6 +50,8 @@ class Delivery:
 class Broker(Protocol):
     # A delivery not completed, released or extended for this long goes to another worker.
     visibility_timeout_s: float
+    # Deliveries a job may fail (crashed worker, bad input) before it is dead-lettered.
+    max_tries: int
 
     # ---- gateway side ----
     async def submit(self, jobs: Sequence[JobEnvelope]) -> list[asyncio.Future[VoteResult]]:

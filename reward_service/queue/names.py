@@ -54,6 +54,11 @@ class QueueNames:
         return f"{self.prefix}:parked:{job_id}"
 
     @property
+    def worker_status(self) -> str:
+        """{worker name: engine state} reported by the workers (see `fleet.py`)."""
+        return f"{self.prefix}:worker-status"
+
+    @property
     def reply_prefix(self) -> str:
         return self.reply_stream("")
 

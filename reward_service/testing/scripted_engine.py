@@ -56,6 +56,9 @@ class ScriptedEngine:
     aborted: list[str] = field(default_factory=list)
     started: bool = False
     closed: bool = False
+    # While set, every generate, check and recover raises it: an engine outage.
+    outage: BaseException | None = None
+    recoveries: int = 0  # recover() calls
 
     def __post_init__(self) -> None:
         self._responder: Responder | None = None
@@ -74,9 +77,19 @@ class ScriptedEngine:
     async def close(self) -> None:
         self.closed = True
 
+    async def check(self) -> None:
+        if self.outage is not None:
+            raise self.outage
+
+    async def recover(self) -> None:
+        self.recoveries += 1
+        await self.check()
+
     async def generate(
         self, prompt_ids: Sequence[int], spec: SamplingSpec, request_id: str
     ) -> Generation:
+        if self.outage is not None:
+            raise self.outage
         call = EngineCall(tuple(prompt_ids), spec, request_id)
         self.calls.append(call)
         if self._responder is not None:

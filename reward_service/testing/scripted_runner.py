@@ -38,8 +38,12 @@ class ScriptedRunner:
         self.calls: list[str] = []  # request ids, in call order
         self.cancelled: list[str] = []
         self.recoveries = 0
+        # While set, run, check and recover raise it: an engine outage.
+        self.outage: BaseException | None = None
 
     async def run(self, task: VoteTask, request_id: str) -> VoteResult:
+        if self.outage is not None:
+            raise self.outage
         self.calls.append(request_id)
         try:
             latency = self.latency_s(task) if callable(self.latency_s) else self.latency_s
@@ -48,7 +52,14 @@ class ScriptedRunner:
         except asyncio.CancelledError:
             self.cancelled.append(request_id)
             raise
+        if self.outage is not None:  # the engine went down while this request ran
+            raise self.outage
         return self.script(task)
+
+    async def check(self) -> None:
+        if self.outage is not None:
+            raise self.outage
 
     async def recover(self) -> None:
         self.recoveries += 1
+        await self.check()

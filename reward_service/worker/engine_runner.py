@@ -3,15 +3,10 @@ verdict when the reasoning budget runs out (see `worker/vote.py`)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from reward_service.domain import VoteResult, VoteTask
 from reward_service.engine.base import Engine
 from reward_service.judge import Judge
 from reward_service.worker.vote import judge_vote
-
-log = logging.getLogger(__name__)
 
 
 class PromptTooLong(ValueError):
@@ -23,8 +18,6 @@ class EngineVoteRunner:
         self.judge = judge
         self.engine = engine
         self.max_model_len = max_model_len
-        self._restart_lock = asyncio.Lock()
-        self._generation = 0
 
     async def run(self, task: VoteTask, request_id: str) -> VoteResult:
         prompt_len = len(self.judge.render(task.pair))
@@ -37,14 +30,8 @@ class EngineVoteRunner:
             )
         return await judge_vote(self.judge, self.engine, task, request_id)
 
+    async def check(self) -> None:
+        await self.engine.check()
+
     async def recover(self) -> None:
-        generation = self._generation
-        async with self._restart_lock:
-            if generation != self._generation:
-                return  # another task already restarted the engine
-            restart = getattr(self.engine, "restart", None)
-            if restart is None:
-                raise RuntimeError("engine died and cannot be restarted")
-            log.warning("engine died: restarting it")
-            await restart()
-            self._generation += 1
+        await self.engine.recover()

@@ -14,6 +14,10 @@ from reward_service.domain import VoteResult, VoteTask
 class VoteRunner(Protocol):
     async def run(self, task: VoteTask, request_id: str) -> VoteResult: ...
 
+    async def check(self) -> None:
+        """Return if the engine answers now; raise (e.g. `Unavailable`) during an outage."""
+        ...
+
     async def recover(self) -> None:
-        """Called after EngineDead: bring the engine back (or raise to stop the worker)."""
+        """After an outage: bring the engine back, or raise (the worker retries with backoff)."""
         ...

@@ -6,6 +6,10 @@ are gone are skipped or aborted; an engine death hands the in-flight jobs back t
 A heartbeat restarts the visibility timeout of every running judgment, so only a worker that
 stops responding (dead, paused, cut off) has its jobs redelivered, however long a judgment takes;
 a judgment whose delivery was taken over meanwhile is aborted, as the other worker runs it now.
+
+Engine outages are not the jobs' fault (see `engine_guard.py`): the worker stops taking jobs,
+hands its in-flight ones back without spending their tries, reports not ready, and resumes when
+the engine answers again, or raises `EngineLost` when it will not come back.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from reward_service import metrics
 from reward_service.domain import ParseStatus, VoteResult
 from reward_service.errors import EngineDead, Unavailable
 from reward_service.queue.base import Broker, Delivery
 from reward_service.queue.cache import VerdictCache
+from reward_service.queue.fleet import REPORT_EVERY_S, Fleet, WorkerStatus
 from reward_service.queue.jobs import task_fingerprint
 from reward_service.queue.names import VERDICT_CACHE_TTL_S
+from reward_service.worker.engine_guard import EngineGuard
 from reward_service.worker.runner import VoteRunner
 
 log = logging.getLogger(__name__)
@@ -41,9 +48,16 @@ class Worker:
         cache_scope: tuple[str, str] = ("", ""),
         cache_ttl_s: float = VERDICT_CACHE_TTL_S,
         heartbeat_s: float | None = None,
+        guard: EngineGuard | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.broker = broker
         self.runner = runner
+        self.guard = guard or EngineGuard(runner, name=name)
+        self.guard.on_change(self._on_engine_change)
+        self._outage_cancelled: set[asyncio.Task[Any]] = set()
+        self._judging: set[asyncio.Task[Any]] = set()  # inside runner.run right now
+        self.fleet = fleet
         self.cache = cache
         # (model, template version): part of every cache key, so a new judge never sees old votes
         self.cache_scope = cache_scope
@@ -72,14 +86,25 @@ class Worker:
     async def run(self, grace_s: float = 60.0) -> None:
         watcher = asyncio.create_task(self._watch_cancellations())
         heartbeat = asyncio.create_task(self._heartbeat())
+        reporter = asyncio.create_task(self._report_status())
         try:
             while not self._stopping.is_set():
+                if self.guard.lost is not None:
+                    await self._drain(0)
+                    raise self.guard.lost
+                if not self.guard.is_up:
+                    await self._wait_for_engine()
+                    continue
                 free = self.max_in_flight - len(self._running)
                 if free <= 0:
                     await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 deliveries = await self.broker.receive(self.name, free, self.poll_s)
                 for delivery in deliveries:
+                    if not self.guard.is_up:  # went down while we waited for jobs
+                        metrics.RELEASED.labels("engine_outage").inc()
+                        await self.broker.release(delivery)
+                        continue
                     task = asyncio.create_task(self._handle(delivery))
                     self._running[task] = delivery
                     task.add_done_callback(self._running.pop)
@@ -87,6 +112,49 @@ class Worker:
         finally:
             watcher.cancel()
             heartbeat.cancel()
+            reporter.cancel()
+            await self.guard.close()
+
+    async def _wait_for_engine(self) -> None:
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        engine = asyncio.ensure_future(self.guard.wait_up_or_gone())
+        try:
+            await asyncio.wait({stopping, engine}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            engine.cancel()
+
+    async def _report_status(self) -> None:
+        """Tell the gateways (through `fleet`) whether this worker's engine works: on every
+        change and every `REPORT_EVERY_S`, so a gateway can name an outage to its callers."""
+        if self.fleet is None:
+            return
+        last: tuple[bool, str] | None = None
+        reported_at = 0.0
+        while True:
+            guard = self.guard
+            state = (guard.is_up, guard.reason)
+            if state != last or time.monotonic() - reported_at >= REPORT_EVERY_S:
+                status = WorkerStatus(
+                    name=self.name,
+                    engine_up=guard.is_up,
+                    reason=guard.reason,
+                    down_since=guard.down_since or 0.0,
+                )
+                await self.fleet.report(status)
+                last, reported_at = state, time.monotonic()
+            await asyncio.sleep(0.5)
+
+    def _on_engine_change(self, up: bool) -> None:
+        """Down: hand every running judgment back now (on a hung server they would otherwise
+        wait for the request timeout), without spending their tries."""
+        if up:
+            return
+        for task in list(self._judging):  # not those already handing their job back
+            if not task.done():
+                self._outage_cancelled.add(task)
+                task.add_done_callback(self._outage_cancelled.discard)
+                task.cancel()
 
     async def _drain(self, grace_s: float) -> None:
         if not self._running:
@@ -96,7 +164,8 @@ class Worker:
         for task in pending:
             delivery = self._running.get(task)
             task.cancel()
-            if delivery is not None:
+            if delivery is not None and task not in self._outage_cancelled:
+                metrics.RELEASED.labels("shutdown").inc()
                 await self.broker.release(delivery)
         await asyncio.gather(*pending, return_exceptions=True)
 
@@ -118,24 +187,28 @@ class Worker:
                 return
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
+        current = asyncio.current_task()
         try:
-            result = await self.runner.run(env.task, env.job_id)
+            if current is not None:
+                self._judging.add(current)
+            try:
+                result = await self.runner.run(env.task, env.job_id)
+            finally:
+                self._judging.discard(current)  # type: ignore[arg-type]
         except asyncio.CancelledError:
-            # Cancelled by the caller (see _watch_cancellations) or by shutdown: the engine
-            # request was aborted with the task. Shutdown releases the delivery in _drain.
-            if not self._stopping.is_set() and asyncio.current_task() not in self._lost:
+            # Cancelled by the caller (see _watch_cancellations), by an engine outage or by
+            # shutdown: the engine request was aborted with the task. Shutdown releases the
+            # delivery in _drain; an outage hands it back here.
+            if current in self._outage_cancelled:
+                metrics.RELEASED.labels("engine_outage").inc()
+                await self.broker.release(delivery)
+                return
+            if not self._stopping.is_set() and current not in self._lost:
                 metrics.DISCARDED.inc()
                 await self.broker.discard(delivery, "cancelled")
             raise
-        except EngineDead:
-            metrics.RELEASED.inc()
-            await self.broker.release(delivery)
-            await self.runner.recover()
-            return
-        except Unavailable as exc:
-            log.warning("%s: job %s handed back: %s", self.name, env.job_id, exc)
-            metrics.RELEASED.inc()
-            await self.broker.release(delivery)
+        except Unavailable as exc:  # EngineDead included
+            await self._engine_failed(delivery, exc)
             return
         except Exception as exc:  # a judgment that cannot be made is reported, never dropped
             log.exception("%s: job %s failed", self.name, env.job_id)
@@ -152,6 +225,32 @@ class Worker:
         if fingerprint is not None and self.cache is not None and result.status is not FAILED:
             await self.cache.put(fingerprint, result, self.cache_ttl_s)
         await self.broker.complete(delivery, result)
+
+    async def _engine_failed(self, delivery: Delivery, exc: Unavailable) -> None:
+        """An outage hands the job back free; a failure on an engine that answers a probe was
+        caused by this input and spends one of its tries (max_tries then dead-letters it)."""
+        env = delivery.envelope
+        task = asyncio.current_task()
+        outage = (
+            isinstance(exc, EngineDead)
+            or task in self._outage_cancelled
+            or not await self.guard.engine_answers()
+        )
+        if outage:
+            self.guard.outage(str(exc))
+            metrics.RELEASED.labels("engine_outage").inc()
+            await self.broker.release(delivery)
+            return
+        log.warning(
+            "%s: job %s failed on an engine that answers probes (try %d of %d): %s",
+            self.name,
+            env.job_id,
+            env.tries,
+            self.broker.max_tries,
+            exc,
+        )
+        metrics.RELEASED.labels("job_fault").inc()
+        await self.broker.release(delivery, count_try=True)
 
     async def _heartbeat(self) -> None:
         while True:

