@@ -1,10 +1,12 @@
 """Soak: a bounded open-loop run at ~80% of measured capacity through Redis (one `rrm gateway`,
-one `rrm worker` on the real engine, a redis-server started here). Samples the RSS of each
-process tree and the latency per window, then checks for growth: the slope of a linear fit of
-RSS over the second half must stay under --slope-limit MiB/min, and no call may fail.
+one `rrm worker` on the real engine, a redis-server started here), or through `rrm serve` alone
+(--embedded: gateway, embedded queue and worker in one process). Samples the RSS of each process
+tree and the latency per window, then checks for growth: the slope of a linear fit of RSS over
+the second half must stay under --slope-limit MiB/min, and no call may fail.
 
     python -m bench.soak --minutes 10          # rate: 0.8 x capacity measured on the same pair
     python -m bench.soak --minutes 3 --rate 2.0
+    python -m bench.soak --embedded --minutes 10 --result-ttl 120   # rrm serve's own process
     python -m bench.soak --scripted --minutes 0.25 --rate 40   # no engine: the plumbing only
 """
 
@@ -42,6 +44,9 @@ from bench.service_client import compare_all, compare_request
 # Redis is sampled but not held to the slope limit: every answer is stored for result_ttl_s
 # (1 h) for idempotent retries, so its memory grows by design until the first results expire.
 CHECKED = ("gateway", "worker")
+# Embedded: the service's own process (gateway, queue with its stored results, worker), not the
+# vLLM engine processes below it.
+CHECKED_EMBEDDED = ("serve/main",)
 
 
 @dataclass
@@ -67,6 +72,8 @@ class SoakResult:
     slopes_mib_per_min: dict[str, float] = field(default_factory=dict)
     p99_slope_s_per_min: float = 0.0
     passed: bool = False
+    topology: str = "Redis"
+    checked: tuple[str, ...] = CHECKED
 
 
 async def drive(
@@ -151,7 +158,7 @@ def analyse(res: SoakResult, slope_limit: float) -> None:
     res.passed = (
         not res.errors
         and res.answered == res.sent
-        and all(s < slope_limit for n, s in res.slopes_mib_per_min.items() if n in CHECKED)
+        and all(s < slope_limit for n, s in res.slopes_mib_per_min.items() if n in res.checked)
     )
 
 
@@ -175,7 +182,9 @@ def plot(res: SoakResult, path: Path) -> None:
     ax1.set_ylabel("RSS growth since start, MiB")
     ax1.legend(fontsize=8)
     cap = f" (0.8 x capacity {res.capacity:.2f}/s)" if res.capacity else ""
-    ax1.set_title(f"Soak: {res.rate:.2f} judgments/s offered{cap}, {res.minutes:g} min, Redis")
+    ax1.set_title(
+        f"Soak: {res.rate:.2f} judgments/s offered{cap}, {res.minutes:g} min, {res.topology}"
+    )
     wt = [w.t_end_s / 60 for w in res.windows]
     ax2.plot(wt, [w.latencies.p50 for w in res.windows], marker=".", label="p50")
     ax2.plot(wt, [w.latencies.p99 for w in res.windows], marker=".", label="p99")
@@ -228,9 +237,7 @@ def report(res: SoakResult, slope_limit: float) -> str:
                 n,
                 f"{peaks[n]:,.0f}",
                 f"{s:+.3f}",
-                ("yes" if s < slope_limit else "NO")
-                if n in CHECKED
-                else "not checked (1 h result TTL)",
+                ("yes" if s < slope_limit else "NO") if n in res.checked else "not checked",
             ]
             for n, s in res.slopes_mib_per_min.items()
         ],
@@ -258,15 +265,25 @@ def main() -> None:
     ap.add_argument("--sample", type=float, default=5.0, help="RSS sample interval, s")
     ap.add_argument("--slope-limit", type=float, default=2.0, help="MiB/min, per process")
     ap.add_argument("--scripted", action="store_true", help="ScriptedRunner worker, no engine")
+    ap.add_argument("--embedded", action="store_true", help="rrm serve alone, no Redis")
+    ap.add_argument(
+        "--result-ttl", type=int, default=0, help="stored results' TTL, s (0: the default 1 h)"
+    )
     ap.add_argument("--warm-pairs", type=int, default=256, help="warm-up burst (fills KV cache)")
     ap.add_argument("--out", type=Path, default=OUT_DIR / "soak.json")
     ap.add_argument("--chart", type=Path, default=IMG_DIR / "bench-soak.png")
     args = ap.parse_args()
     if not args.rate and args.scripted:
         raise SystemExit("--scripted needs --rate")
+    if args.scripted and args.embedded:
+        raise SystemExit("--embedded runs the real engine in rrm serve: drop --scripted")
     warm = 0 if args.scripted else args.warm_pairs
     load = Load(args.rate, args.load, seconds=args.capacity_s)
-    res = run(load, args.minutes, args.window, args.sample, args.budget, args.scripted, None, warm)
+    env = {"RRM_QUEUE__RESULT_TTL_S": str(args.result_ttl)} if args.result_ttl else {}
+    run_soak = run_embedded if args.embedded else run
+    res = run_soak(
+        load, args.minutes, args.window, args.sample, args.budget, args.scripted, None, warm, env
+    )
     analyse(res, args.slope_limit)
     md = report(res, args.slope_limit)
     plot(res, args.chart)
@@ -338,6 +355,7 @@ def run(
     scripted: bool,
     log_dir: Path | None = None,
     warm_pairs: int = 0,
+    env: dict[str, str] | None = None,
 ) -> SoakResult:
     from tests.support.redis_server import RedisServer
 
@@ -360,40 +378,83 @@ def run(
                 ]
                 worker = procs.spawn("worker", args, logs, env=procs.rrm_env(redis.url))
             else:
-                worker = procs.rrm_worker(logs, redis.url)
-            gateway = procs.rrm_gateway(logs, redis.url)
+                worker = procs.rrm_worker(logs, redis.url, env=env)
+            gateway = procs.rrm_gateway(logs, redis.url, env=env)
             with procs.running(worker, gateway):
                 with console.status("starting gateway + worker (engine load)"):
                     procs.wait_grpc(gateway)
-                if warm_pairs:
-                    # vLLM commits its KV cache's pages on first use: touch all of them first, so
-                    # the RSS series shows growth, not the cache filling up.
-                    with console.status(f"warm-up: {warm_pairs} judgments at once (budget 16)"):
-                        asyncio.run(
-                            compare_all(f"127.0.0.1:{gateway.port}", bench_pairs(warm_pairs), 16)
-                        )
-                rate, capacity = load.rate, 0.0
-                if not rate:
-                    capacity = measure_capacity(f"127.0.0.1:{gateway.port}", load, budget)
-                    rate = load.fraction * capacity
                 pids = {"gateway": gateway.pid, "worker": worker.pid, "redis": redis.pid or 0}
-                res = SoakResult(rate, minutes, capacity=capacity)
-                columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
-                with (
-                    RssSampler(pids, sample_s, detail=True) as rss,
-                    ForeignCpu((redis.pid or 0,), sample_s) as foreign,
-                    Progress(*columns, console=console) as bar,
-                ):
-                    windows, errors = asyncio.run(
-                        drive(
-                            f"127.0.0.1:{gateway.port}", rate, minutes * 60, window_s, budget, bar
-                        )
-                    )
-                    rss.sample()
-                res.windows, res.errors, res.rss = windows, errors, rss.series
-                res.foreign = foreign.series
+                res = measure(
+                    gateway.port, pids, load, minutes, window_s, sample_s, budget, warm_pairs
+                )
         finally:
             redis.kill()
+    return res
+
+
+def run_embedded(
+    load: Load,
+    minutes: float,
+    window_s: float,
+    sample_s: float,
+    budget: int,
+    scripted: bool = False,
+    log_dir: Path | None = None,
+    warm_pairs: int = 0,
+    env: dict[str, str] | None = None,
+) -> SoakResult:
+    """The same soak against `rrm serve`: what it shows is whether the service's own process
+    (stored results, dead letters, waiters of the embedded queue) stays flat."""
+    with tempfile.TemporaryDirectory(prefix="rrm-soak-") as tmp:
+        serve = procs.rrm_serve(log_dir or Path(tmp), env)
+        with procs.running(serve):
+            with console.status("starting rrm serve (engine load)"):
+                procs.wait_grpc(serve)
+            res = measure(
+                serve.port,
+                {"serve": serve.pid},
+                load,
+                minutes,
+                window_s,
+                sample_s,
+                budget,
+                warm_pairs,
+            )
+    res.topology, res.checked = "rrm serve (embedded)", CHECKED_EMBEDDED
+    return res
+
+
+def measure(
+    port: int,
+    pids: dict[str, int],
+    load: Load,
+    minutes: float,
+    window_s: float,
+    sample_s: float,
+    budget: int,
+    warm_pairs: int,
+) -> SoakResult:
+    address = f"127.0.0.1:{port}"
+    if warm_pairs:
+        # vLLM commits its KV cache's pages on first use: touch all of them first, so the RSS
+        # series shows growth, not the cache filling up.
+        with console.status(f"warm-up: {warm_pairs} judgments at once (budget 16)"):
+            asyncio.run(compare_all(address, bench_pairs(warm_pairs), 16))
+    rate, capacity = load.rate, 0.0
+    if not rate:
+        capacity = measure_capacity(address, load, budget)
+        rate = load.fraction * capacity
+    res = SoakResult(rate, minutes, capacity=capacity)
+    columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
+    with (
+        RssSampler(pids, sample_s, detail=True) as rss,
+        ForeignCpu(tuple(pids.values()), sample_s) as foreign,
+        Progress(*columns, console=console) as bar,
+    ):
+        windows, errors = asyncio.run(drive(address, rate, minutes * 60, window_s, budget, bar))
+        rss.sample()
+    res.windows, res.errors, res.rss = windows, errors, rss.series
+    res.foreign = foreign.series
     return res
 
 

@@ -195,6 +195,7 @@ def build_worker(
         cache_ttl_s=settings.queue.verdict_cache_ttl_s,
         guard=guard,
         fleet=fleet,
+        stall_check_s=w.engine_stall_s,
     )
 
 

@@ -113,6 +113,9 @@ class WorkerSettings(BaseModel):
     engine_probe_timeout_s: float = Field(default=30.0, gt=0)
     # Backoff between recovery attempts: doubles from 1 s up to this.
     engine_max_backoff_s: float = Field(default=10.0, gt=0)
+    # Judgments running and none finished for this long: probe the engine (a hung server fails
+    # no request until engine.request_timeout_s).
+    engine_stall_s: float = Field(default=30.0, gt=0)
 
 
 class QueueSettings(BaseModel):

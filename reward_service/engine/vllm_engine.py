@@ -27,6 +27,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.loggers import StatLoggerBase
 from vllm.v1.metrics.stats import SchedulerStats
 
+from reward_service import metrics
 from reward_service.engine.base import PROBE_PROMPT, PROBE_SPEC, Generation, SamplingSpec
 from reward_service.engine.cpu_env import apply_cpu_env
 from reward_service.engine.results import display_model_name, finish_reason
@@ -142,6 +143,7 @@ class VLLMEngine:
             if self._epoch != seen and self.alive:
                 return
             await self._shutdown()
+            metrics.ENGINE_RESTARTS.inc()
             await self._build()
 
     async def close(self) -> None:

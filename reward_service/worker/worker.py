@@ -44,6 +44,7 @@ class Worker:
         max_in_flight: int = 64,
         poll_s: float = 0.5,
         cancel_check_s: float = 0.2,
+        stall_check_s: float = 30.0,
         cache: VerdictCache | None = None,
         cache_scope: tuple[str, str] = ("", ""),
         cache_ttl_s: float = VERDICT_CACHE_TTL_S,
@@ -66,6 +67,10 @@ class Worker:
         self.max_in_flight = max_in_flight
         self.poll_s = poll_s
         self.cancel_check_s = cancel_check_s
+        # With judgments running and none finished for this long, probe the engine: a server that
+        # hangs (or a network that drops packets) fails no request until the request timeout.
+        self.stall_check_s = stall_check_s
+        self._last_finish = time.monotonic()
         # Four heartbeats per visibility timeout: one late or lost beat costs nothing.
         self.heartbeat_s = heartbeat_s or max(0.05, broker.visibility_timeout_s / 4)
         self._lost: set[asyncio.Task[None]] = set()  # cancelled: another worker holds the job
@@ -87,6 +92,7 @@ class Worker:
         watcher = asyncio.create_task(self._watch_cancellations())
         heartbeat = asyncio.create_task(self._heartbeat())
         reporter = asyncio.create_task(self._report_status())
+        watchdog = asyncio.create_task(self._watch_for_stalls())
         try:
             while not self._stopping.is_set():
                 if self.guard.lost is not None:
@@ -113,6 +119,7 @@ class Worker:
             watcher.cancel()
             heartbeat.cancel()
             reporter.cancel()
+            watchdog.cancel()
             await self.guard.close()
 
     async def _wait_for_engine(self) -> None:
@@ -123,6 +130,20 @@ class Worker:
         finally:
             stopping.cancel()
             engine.cancel()
+
+    async def _watch_for_stalls(self) -> None:
+        while True:
+            await asyncio.sleep(self.stall_check_s / 2)
+            stalled_s = time.monotonic() - self._last_finish
+            if not self._judging or stalled_s < self.stall_check_s or not self.guard.is_up:
+                continue
+            if not await self.guard.engine_answers():
+                self.guard.outage(
+                    f"no judgment finished for {stalled_s:.0f} s and the engine does not answer "
+                    "a probe"
+                )
+            else:
+                self._last_finish = time.monotonic()  # slow, not stuck: look again later
 
     async def _report_status(self) -> None:
         """Tell the gateways (through `fleet`) whether this worker's engine works: on every
@@ -190,6 +211,8 @@ class Worker:
         current = asyncio.current_task()
         try:
             if current is not None:
+                if not self._judging:  # idle until now: nothing was overdue
+                    self._last_finish = time.monotonic()
                 self._judging.add(current)
             try:
                 result = await self.runner.run(env.task, env.job_id)
@@ -216,6 +239,7 @@ class Worker:
             result = VoteResult.failed(f"{type(exc).__name__}: {exc}")
         else:
             self.completed += 1
+            self._last_finish = time.monotonic()
             metrics.JUDGMENT_LATENCY.observe(time.perf_counter() - started)
             metrics.PROMPT_TOKENS.inc(result.prompt_tokens)
             metrics.COMPLETION_TOKENS.inc(result.completion_tokens)
@@ -284,7 +308,11 @@ class Worker:
                 continue
             now = time.time()
             by_id = {d.envelope.job_id: t for t, d in self._running.items()}
-            cancelled = await self.broker.cancelled(list(by_id))
+            try:
+                cancelled = await self.broker.cancelled(list(by_id))
+            except Exception:  # the watcher must not die: deadlines still apply meanwhile
+                log.exception("%s: could not read cancellations", self.name)
+                cancelled = set()
             for job_id, task in by_id.items():
                 env = self._running.get(task)
                 if job_id in cancelled or (env is not None and env.envelope.expired(now)):

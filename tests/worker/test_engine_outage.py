@@ -186,3 +186,26 @@ async def test_other_workers_keep_serving_during_one_workers_outage(
     for w in (w_down, w_up):
         w.stop()
     await asyncio.gather(*runs)
+
+
+async def test_a_server_that_hangs_is_noticed_by_the_stall_watchdog(brokers: Pair) -> None:
+    """No request fails (they all hang on the server until the request timeout): with nothing
+    finished for `stall_check_s`, the worker probes, sees the outage and hands the jobs back."""
+    gateway, worker_side = brokers
+    runner = ScriptedRunner(latency_s=60.0)
+    guard = fast_guard(runner, max_failed_recoveries=0)
+    worker = Worker(await worker_side(), runner, name="w1", guard=guard, stall_check_s=0.3)
+    run = asyncio.create_task(worker.run(grace_s=1))
+    futures = await gateway.submit([job(f"s{i}", i=i) for i in range(3)])
+    await wait_for(lambda: len(runner.calls) == 3)
+    await asyncio.sleep(0.5)
+    assert guard.is_up, "slow, not stuck: the engine answers probes"
+    runner.outage = Unavailable("the server stopped answering")
+    await wait_for(lambda: not guard.is_up, 3)
+    assert "no judgment finished" in guard.reason
+    await wait_for(lambda: worker.in_flight == 0, 3)
+    runner.outage, runner.latency_s = None, 0.0
+    results = await asyncio.wait_for(asyncio.gather(*futures), 10)
+    assert [r.status for r in results] == [ParseStatus.OK] * 3
+    worker.stop()
+    await run
