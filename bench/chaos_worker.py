@@ -1,6 +1,8 @@
 """A worker process for fault injection: the real `Worker` and `RedisBroker` (built from `RRM_*`
 settings exactly as `rrm worker` builds them), judging with the ScriptedRunner TEST DOUBLE (no
-engine) after `--latency` seconds.
+engine) after `--latency` seconds. Its verdict and p are drawn at random on every execution (no
+seed), like a sampling judge: a job that ran twice and reached its caller twice shows up as two
+different answers for one request id.
 
 Every finished judgment appends its job id to `<dir>/executions-<name>.log` before the result is
 stored, with one O_APPEND write: the count survives kill -9 of this process and restarts of Redis
@@ -20,15 +22,28 @@ import signal
 from pathlib import Path
 
 from reward_service.app import build_broker
-from reward_service.domain import VoteResult, VoteTask
+from reward_service.domain import ParseStatus, Verdict, VoteResult, VoteTask
 from reward_service.settings import Settings
 from reward_service.testing.scripted_runner import ScriptedRunner
 from reward_service.worker.worker import Worker
 
 
+def random_verdict(task: VoteTask) -> VoteResult:
+    """A TEST DOUBLE judge that samples: winner and p from os.urandom, different per execution."""
+    p = int.from_bytes(os.urandom(4), "big") / 2**32
+    return VoteResult(
+        verdict=Verdict.FIRST if p >= 0.5 else Verdict.SECOND,
+        p_first=p,
+        status=ParseStatus.OK,
+        reasoning_tokens=1,
+        prompt_tokens=len(task.pair.first) + len(task.pair.second),
+        completion_tokens=1,
+    )
+
+
 class CountingRunner(ScriptedRunner):
     def __init__(self, path: Path, *, latency_s: float) -> None:
-        super().__init__(latency_s=latency_s)
+        super().__init__(random_verdict, latency_s=latency_s)
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     async def run(self, task: VoteTask, request_id: str) -> VoteResult:

@@ -4,6 +4,7 @@ Redis the benchmark starts, a vLLM api_server, the HTTP reward server; readiness
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -140,3 +141,39 @@ def http_rm(log_dir: Path, budget: int) -> Proc:
     port = free_port()
     args = ["-m", "bench.baselines.http_rm", "--port", str(port), "--budget", str(budget)]
     return spawn("http-rm", args, log_dir, port)
+
+
+def api_server_session(log_dir: Path, model: str, port: int = 0) -> Proc:
+    """A vLLM api_server in its own session (process group), so `kill_session` takes its engine
+    processes down with it, as a crash of the server's pod would; `port` lets a restarted server
+    come back where its clients expect it. The log is appended to across restarts."""
+    from bench.common import ENGINE
+
+    port = port or free_port()
+    args = [
+        *("-m", "vllm.entrypoints.openai.api_server", "--model", model),
+        *("--host", "127.0.0.1", "--port", str(port), *ENGINE.api_server_flags()),
+        "--enable-prompt-tokens-details",
+    ]
+    log_path = log_dir / "vllm-api-server.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Proc("vllm-api-server", process, log_path, port)
+
+
+def kill_session(proc: Proc, sig: int = signal.SIGKILL) -> None:
+    """Signal the process group `proc` leads and wait for `proc` to exit."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.process.wait()
