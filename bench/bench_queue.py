@@ -9,6 +9,7 @@ client of a gateway process (Compare, one judgment per call: client, server and 
 included).
 
     .venv/bin/python bench/bench_queue.py
+    .venv/bin/python bench/bench_queue.py --grpc-only --rates 3000   # overload of one gateway
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ sys.path.insert(0, str(ROOT))
 
 from redis.utils import HIREDIS_AVAILABLE  # noqa: E402
 
+from policy_adapter.errors import retry_delay_s  # noqa: E402
 from reward_service.domain import Pair, VoteTask  # noqa: E402
 from reward_service.queue.base import JobEnvelope  # noqa: E402
 from reward_service.queue.jobs import encode_envelope  # noqa: E402
 from reward_service.queue.names import QueueNames  # noqa: E402
 from reward_service.queue.redis_broker import RedisBroker  # noqa: E402
+from reward_service.settings import GatewaySettings  # noqa: E402
 from tests.queue.cluster import Cluster  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
@@ -125,9 +128,11 @@ def _busy(t: Any) -> float:
 async def closed_loop(
     one: Callable[[int], Awaitable[None]], *, concurrency: int, warmup_s: float, duration_s: float
 ) -> Run:
-    """`concurrency` callers, each starting its next judgment when the last one is answered."""
+    """`concurrency` callers, each starting its next judgment when the last one is answered (or
+    refused: then after the server's retry delay, as the shipped client does)."""
     counter = iter(range(10**9))
     latencies: list[float] = []
+    errors: Counter[str] = Counter()
     done = 0
     measuring = False
     stop_at = time.monotonic() + warmup_s + duration_s
@@ -136,7 +141,12 @@ async def closed_loop(
         nonlocal done
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            await one(next(counter))
+            try:
+                await one(next(counter))
+            except grpc.aio.AioRpcError as err:
+                errors[err.code().name] += measuring
+                await asyncio.sleep(retry_delay_s(err) or 0.1)
+                continue
             if measuring:
                 latencies.append(time.perf_counter() - started)
                 done += 1
@@ -148,7 +158,8 @@ async def closed_loop(
         await asyncio.sleep(duration_s)
         measuring, elapsed = False, time.perf_counter() - t0
     await asyncio.gather(*callers)
-    return Run(done, elapsed, latencies, foreign_cores=foreign.cores)
+    codes = ", ".join(f"{k} {v}" for k, v in errors.most_common() if v)
+    return Run(done, elapsed, latencies, errors.total(), codes, foreign_cores=foreign.cores)
 
 
 async def open_loop(
@@ -259,17 +270,20 @@ async def one_gateway_one_worker(
     broker = RedisBroker(server.url, names=QueueNames(prefix=prefix))
     await broker.start()
     try:
-        await cluster.worker("w1", latency_s=0.0, max_in_flight=256, no_record=True)
+        await cluster.worker(
+            "w1", latency_s=args.judge_latency_ms / 1000, max_in_flight=256, no_record=True
+        )
         d = args.duration
         one = via_broker(broker, f"{prefix}-q")
-        run = await closed_loop(one, concurrency=1, warmup_s=0.5, duration_s=d)
-        table.add_row("queue path", "1 in flight", *_cells(run))
-        for rate in args.rates:
-            run = await open_loop(one, rate=rate, warmup_s=1.0, duration_s=d)
-            table.add_row("queue path", f"{rate:,}/s offered", *_cells(run))
-        run = await closed_loop(one, concurrency=args.concurrency, warmup_s=1.0, duration_s=d)
-        table.add_row("queue path", f"{args.concurrency} in flight", *_cells(run))
-        gw = await cluster.gateway("g1", warm=True)
+        if not args.grpc_only:
+            run = await closed_loop(one, concurrency=1, warmup_s=0.5, duration_s=d)
+            table.add_row("queue path", "1 in flight", *_cells(run))
+            for rate in args.rates:
+                run = await open_loop(one, rate=rate, warmup_s=1.0, duration_s=d)
+                table.add_row("queue path", f"{rate:,}/s offered", *_cells(run))
+            run = await closed_loop(one, concurrency=args.concurrency, warmup_s=1.0, duration_s=d)
+            table.add_row("queue path", f"{args.concurrency} in flight", *_cells(run))
+        gw = await cluster.gateway("g1", warm=True, max_concurrent_rpcs=args.max_concurrent_rpcs)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}")
         stub = pb_grpc.RewardServiceStub(channel)
         one = via_grpc(stub, f"{prefix}-g")
@@ -353,14 +367,17 @@ def describe_machine() -> str:
 
 
 async def measure(server: RedisServer, args: argparse.Namespace) -> None:
-    table = Table(title="One gateway, one worker process, zero-latency scripted judge")
+    latency = f"{args.judge_latency_ms:g} ms" if args.judge_latency_ms else "zero-latency"
+    table = Table(title=f"One gateway, one worker process, {latency} scripted judge")
     table.add_column("path")
     table.add_column("load")
     for col in ("judgments/s", "p50 ms", "p99 ms", "failed calls", "other CPU"):
         table.add_column(col, justify="right")
+    console.print(f"gateway: max_concurrent_rpcs {args.max_concurrent_rpcs or 'unlimited'}")
     await one_gateway_one_worker(server, args, table)
     console.print(table)
-    console.print(await scale_out(server, args))
+    if not args.grpc_only:
+        console.print(await scale_out(server, args))
 
 
 def main() -> None:
@@ -370,6 +387,19 @@ def main() -> None:
     p.add_argument("--rates", type=int, nargs="+", default=[1000, 3000], help="open loops")
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=GatewaySettings().max_concurrent_rpcs,
+        help="the gateway's cap (default: the shipped default; 0: none)",
+    )
+    p.add_argument("--grpc-only", action="store_true", help="only the rows through a gateway")
+    p.add_argument(
+        "--judge-latency-ms",
+        type=float,
+        default=0.0,
+        help="scripted judge latency of the one-gateway rows (0: zero-latency)",
+    )
     args = p.parse_args()
     console.print(describe_machine())
     console.print(
@@ -383,7 +413,7 @@ def main() -> None:
             base = Table(title=f"redis-benchmark XADD, {len(payload)}-byte entry, 50 clients")
             base.add_column("pipeline")
             base.add_column("XADD/s", justify="right")
-            for depth in (1, 16):
+            for depth in () if args.grpc_only else (1, 16):
                 rate = redis_benchmark_xadd(server.port, payload, depth)
                 base.add_row(str(depth), f"{rate:,.0f}")
             console.print(base)

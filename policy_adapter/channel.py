@@ -14,6 +14,12 @@ log = logging.getLogger(__name__)
 # As large as the service accepts (Limits.max_message_bytes): long candidates and reasoning.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
+# Keepalive pings during calls, so a connection that died under a judgment running for minutes
+# is noticed (and a load balancer does not drop it as idle). gRPC's default stops after two
+# pings while no data flows; 0 keeps pinging. The gateway permits a ping every 10 s.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+
 
 @dataclass(frozen=True, slots=True)
 class TLSConfig:
@@ -60,7 +66,9 @@ class Endpoint:
         options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.http2.max_pings_without_data", 0),
         ]
         if self.tls is not None and self.tls.server_name:
             options.append(("grpc.ssl_target_name_override", self.tls.server_name))

@@ -18,13 +18,33 @@ from rrm.v1 import reward_pb2 as pb
 from rrm.v1 import reward_pb2_grpc as pb_grpc
 
 from reward_service import metrics
+from reward_service.gateway.admission import Admission
 from reward_service.gateway.comparator import Comparator
 from reward_service.gateway.planner import Comparison, OrderMode
 from reward_service.gateway.service import RewardService
+from reward_service.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RewardService"].full_name
+
+# Clients may ping this often during a call (policy_adapter pings every 30 s). gRPC's default
+# (5 minutes, 2 strikes) answers a faster client with GOAWAY too_many_pings, failing a judgment
+# that runs for minutes with UNAVAILABLE.
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+
+# A few seconds of a flood at several thousand calls/s; each waiting call holds its request.
+MAX_PENDING_CALLS = 20_000
+
+
+def keepalive_options(min_client_ping_interval_ms: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.keepalive_permit_without_calls", 1),
+        # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS: this string, despite its name.
+        ("grpc.http2.min_ping_interval_without_data_ms", min_client_ping_interval_ms),
+        ("grpc.http2.max_ping_strikes", 2),  # a client pinging faster still gets GOAWAY
+    ]
+
 
 WARMUP = Comparison(
     query="What is 2 + 2?",
@@ -64,17 +84,28 @@ class GatewayServer:
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
         credentials: grpc.ServerCredentials | None = None,
         max_concurrent_rpcs: int | None = None,
+        min_client_ping_interval_ms: int = MIN_CLIENT_PING_INTERVAL_MS,
     ) -> None:
         self.service = service
         self.host = host
         self.requested_port = port
         self.health = health.aio.HealthServicer()
+        # None: the shipped default, so every gateway refuses overload out of the box.
+        if max_concurrent_rpcs is None:
+            max_concurrent_rpcs = GatewaySettings().max_concurrent_rpcs
+        self.admission = Admission(max_concurrent=max_concurrent_rpcs)
         self.server = grpc.aio.server(
-            interceptors=interceptors or [],
-            maximum_concurrent_rpcs=max_concurrent_rpcs or None,
+            # Admission last: its cached per-method wrappers must see the service's own handlers.
+            interceptors=[*(interceptors or []), self.admission],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
+                *keepalive_options(min_client_ping_interval_ms),
+                # Calls the core holds before the process takes them up. At the defaults (1,000
+                # and 3,000) a flood is shed there as CANCELLED, before admission control can
+                # answer RESOURCE_EXHAUSTED with a retry delay (docs/benchmarks.md, "Overload").
+                ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+                ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
             ],
         )
         pb_grpc.add_RewardServiceServicer_to_server(service, self.server)

@@ -13,7 +13,7 @@ from rrm.v1 import reward_pb2_grpc as pb_grpc
 
 from reward_service.domain import Limits
 from reward_service.gateway.comparator import Comparator, JudgeInfo
-from reward_service.gateway.server import GatewayServer
+from reward_service.gateway.server import MIN_CLIENT_PING_INTERVAL_MS, GatewayServer
 from reward_service.gateway.service import RewardService
 from reward_service.gateway.validation import Defaults
 from reward_service.queue.cache import VerdictCache
@@ -46,6 +46,7 @@ async def make_stack(
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     cache: VerdictCache | None = None,
     max_concurrent_rpcs: int | None = None,
+    min_client_ping_interval_ms: int = MIN_CLIENT_PING_INTERVAL_MS,
 ) -> Stack:
     broker = MemoryBroker(max_depth=max_depth, visibility_timeout_s=5.0, max_tries=3)
     runner = ScriptedRunner(latency_s=latency_s)
@@ -73,6 +74,7 @@ async def make_stack(
         credentials=credentials,
         interceptors=interceptors,
         max_concurrent_rpcs=max_concurrent_rpcs,
+        min_client_ping_interval_ms=min_client_ping_interval_ms,
     )
     port = await server.start()
     worker_task = asyncio.create_task(worker.run(grace_s=2.0))
