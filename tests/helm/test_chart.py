@@ -10,7 +10,6 @@ from typing import Any
 import helm_python as helm
 import pytest
 import yaml
-from rrm.v1 import reward_pb2
 
 from reward_service.queue.names import QueueNames
 from reward_service.settings import Settings
@@ -19,7 +18,6 @@ from tests.helm.rendering import CHART, NAMESPACE, REPO, VALUE_SETS, Rendered, e
 RenderFn = Callable[[str], Rendered]
 RenderValuesFn = Callable[[dict[str, Any]], Rendered]
 
-REWARD_SERVICE = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 
@@ -143,19 +141,6 @@ def test_hpa_cannot_scale_to_zero(render_values: RenderValuesFn) -> None:
 # ---- gateway ----
 
 
-@pytest.mark.parametrize("name", ["defaults", "external-redis", "big-model"])
-def test_gateway_probes_use_grpc_health(render: RenderFn, name: str) -> None:
-    container = render(name).container("Deployment", "gateway")
-    grpc_port = port_number(container, "grpc")
-    readiness = container["readinessProbe"]["grpc"]
-    assert readiness == {"port": grpc_port, "service": REWARD_SERVICE}
-    for probe in ("livenessProbe", "startupProbe"):
-        assert container[probe]["grpc"]["port"] == grpc_port
-    # The startup budget covers the warm-up judgment, which may wait for a worker cold start.
-    startup = container["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 15 * 60
-
-
 def test_gateway_listens_where_the_probes_and_services_look(render: RenderFn) -> None:
     rendered = render("defaults")
     container = rendered.container("Deployment", "gateway")
@@ -203,10 +188,7 @@ def test_tls_mounts_the_secret_and_probes_over_http(render: RenderFn) -> None:
     assert mount["readOnly"] is True
     (volume,) = [v for v in pod_spec(gateway)["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "rrm-gateway-tls"
-    # The kubelet's gRPC probe cannot speak TLS (before Kubernetes 1.37): probe the HTTP port.
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    for probe in ("livenessProbe", "startupProbe", "readinessProbe"):
-        assert "grpc" not in container[probe]
+    # Probes: the same as without TLS (tests/helm/test_probes.py).
     plain = env_of(render("defaults").container("Deployment", "gateway"))
     assert "RRM_GATEWAY__TLS_CERT" not in plain
 

@@ -188,7 +188,7 @@ capabilities:
     - ALL
 {{- end -}}
 
-{{/* Worker readiness or gateway readiness over HTTP: GET /healthz on the metrics port. */}}
+{{/* A probe on the metrics port (plain HTTP in every mode): /metrics = alive, /healthz = ready. */}}
 {{- define "rrm.httpProbe" -}}
 httpGet:
   path: {{ .path }}
