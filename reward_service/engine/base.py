@@ -62,9 +62,10 @@ class Engine(Protocol):
     ) -> Generation: ...
 
     async def check(self) -> None:
-        """Return only if the engine answers a tiny generation now; raise `Unavailable` otherwise.
+        """Return if the engine is alive and making progress; raise `Unavailable` otherwise.
 
-        Tells an engine outage (every request fails) from a failure caused by one input.
+        Tells an engine outage (every request fails) from a failure caused by one input. Must
+        not queue behind the engine's work: a saturated engine is slow, not down.
         """
         ...
 

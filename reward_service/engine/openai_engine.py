@@ -81,15 +81,18 @@ class OpenAIEngine:
             await asyncio.sleep(0.5)
         # A short generation doubles as warm-up and as a check that the server knows the model
         # name and returns token ids (`_to_generation` raises otherwise).
-        await self.check()
+        await self.recover()
 
     async def check(self) -> None:
+        """The server's /health: answered at once however busy the server is (a probe
+        generation would queue behind its work); vLLM's fails when its engine core is dead."""
         await self._healthy()
-        await self.generate(PROBE_PROMPT, PROBE_SPEC, f"rrm-probe-{uuid.uuid4().hex[:8]}")
 
     async def recover(self) -> None:
-        """A remote server restarts under its own supervisor: recovering is seeing it answer."""
-        await self.check()
+        """A remote server restarts under its own supervisor: recovering is seeing it healthy
+        and serving the model again (a fresh server answers a 1-token generation at once)."""
+        await self._healthy()
+        await self.generate(PROBE_PROMPT, PROBE_SPEC, f"rrm-probe-{uuid.uuid4().hex[:8]}")
 
     async def _healthy(self) -> None:
         try:

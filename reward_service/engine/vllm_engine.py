@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # The judge reads the verdict from the top-k next-token logprobs; 20 is OpenAI's maximum.
 MAX_LOGPROBS = 20
+# An engine core with requests that took no step for this long is hung (a step is milliseconds
+# on a GPU, seconds for a big prefill on a busy CPU).
+STEP_STALL_S = 60.0
 
 
 @dataclass(slots=True)
@@ -151,7 +153,21 @@ class VLLMEngine:
             await self._shutdown()
 
     async def check(self) -> None:
-        await self.generate(PROBE_PROMPT, PROBE_SPEC, f"rrm-probe-{uuid.uuid4().hex[:8]}")
+        """Liveness without queueing behind work (a probe generation would wait behind every
+        running judgment of a saturated engine): the engine core is up, and it has taken a step
+        within `STEP_STALL_S` whenever it has requests."""
+        llm = self._running_engine()
+        try:
+            await llm.check_health()
+        except EngineDeadError as exc:
+            raise EngineDead("vLLM engine is dead") from exc
+        load = self.load
+        quiet_s = time.monotonic() - load.updated_at
+        if load.running + load.waiting > 0 and quiet_s > STEP_STALL_S:
+            raise Unavailable(
+                f"vLLM engine core took no step for {quiet_s:.0f} s with "
+                f"{load.running + load.waiting} requests"
+            )
 
     async def recover(self) -> None:
         """A live engine only needs to answer a probe; a dead or missing one is rebuilt (a

@@ -82,10 +82,12 @@ class Comparator:
                 try:
                     results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
                 except TimeoutError:
+                    # wait_for cancelled the gather, and with it every unfinished future
+                    unfinished = sum(f.cancelled() for f in futures)
                     raise DeadlineExceeded(
                         await self._why_late(
-                            f"deadline passed with {sum(not f.done() for f in futures)} of "
-                            f"{len(futures)} judgments unfinished"
+                            f"deadline passed with {unfinished} of {len(futures)} judgments "
+                            "unfinished"
                         )
                     ) from None
                 votes.extend(map_vote(p, r) for p, r in zip(wave, results, strict=True))

@@ -51,6 +51,8 @@ async def test_killed_worker_raises_engine_dead_and_restart_recovers(
         )
     )
     await wait_until(lambda: vllm_engine.load.running == 1, timeout_s=20)
+    # Busy is not down: the liveness check does not queue behind the running request.
+    await asyncio.wait_for(vllm_engine.check(), timeout=2)
 
     model_worker.send_signal(signal.SIGKILL)
 
@@ -60,12 +62,15 @@ async def test_killed_worker_raises_engine_dead_and_restart_recovers(
     with pytest.raises(EngineDead):
         await vllm_engine.generate(chat_prompt(STORY), SamplingSpec(max_tokens=4), "t-dead")
     engine_core.wait(timeout=30)  # the engine core goes down with its worker
+    with pytest.raises(EngineDead):
+        await vllm_engine.check()
 
     restarts = vllm_engine.restarts
     # Every task that saw the death may ask for a restart; they share one rebuild.
     await asyncio.gather(vllm_engine.restart(), vllm_engine.restart())
 
     assert vllm_engine.alive
+    await vllm_engine.check()
     assert vllm_engine.restarts == restarts + 1
     assert len(vllm_processes("VLLM::EngineCore")) == 1
     assert len(vllm_processes("VLLM::Worker")) == 1

@@ -17,8 +17,11 @@ import pytest
 
 from reward_service import metrics
 from reward_service.domain import ParseStatus, VoteTask
-from reward_service.errors import EngineDead, Unavailable
+from reward_service.errors import DeadlineExceeded, EngineDead, Unavailable
+from reward_service.gateway.comparator import Comparator
+from reward_service.gateway.planner import Comparison, OrderMode
 from reward_service.queue.base import Broker
+from reward_service.queue.fleet import MemoryFleet, WorkerStatus
 from reward_service.queue.memory import MemoryBroker
 from reward_service.testing.scripted_runner import ScriptedRunner, prefer_longer
 from reward_service.worker.engine_guard import EngineGuard, EngineLost
@@ -209,3 +212,38 @@ async def test_a_server_that_hangs_is_noticed_by_the_stall_watchdog(brokers: Pai
     assert [r.status for r in results] == [ParseStatus.OK] * 3
     worker.stop()
     await run
+
+
+async def test_a_deadline_during_an_outage_names_it() -> None:
+    """The caller's DEADLINE_EXCEEDED says why: the workers report their engine state."""
+    broker, fleet = MemoryBroker(), MemoryFleet()
+    await fleet.report(
+        WorkerStatus("w1", engine_up=False, reason="connection refused", down_since=time.time())
+    )
+    comparator = Comparator(broker, fleet=fleet)
+    with pytest.raises(
+        DeadlineExceeded,
+        match=r"1 of 1 judgments unfinished: engine outage: "
+        r"none of 1 worker\(s\) has a working engine .*w1: connection refused",
+    ):
+        await comparator.compare(comparison(), "late", time.time() + 0.3)
+    await fleet.report(WorkerStatus("w2", engine_up=True))
+    with pytest.raises(DeadlineExceeded) as late:
+        await comparator.compare(comparison(), "late-2", time.time() + 0.3)
+    assert "engine outage" not in str(late.value), "one working engine: not an outage"
+
+
+def comparison() -> Comparison:
+    return Comparison(
+        query="q",
+        response_a="a",
+        response_b="b",
+        history=(),
+        votes=1,
+        order=OrderMode.AS_GIVEN,
+        max_reasoning_tokens=8,
+        temperature=0.0,
+        seed=0,
+        return_reasoning=False,
+        use_cache=False,
+    )
