@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import pytest
 
-from tests.helm.rendering import CHART, NAMESPACE, RELEASE, VALUE_SETS, Rendered, objects_of
+from tests.helm.gateway_process import GatewayProcess, gateway_processes, materialise_mounts
+from tests.helm.rendering import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    SECURED,
+    VALUE_SETS,
+    Rendered,
+    objects_of,
+)
+from tests.security.certs import Pki, make_pki
+from tests.support.redis_server import redis_server
+
+GATEWAY_TOKEN = "s3cret-token-from-the-chart"
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +55,31 @@ def render(render_values: Callable[[dict[str, Any]], Rendered]) -> Callable[[str
         return cache[name]
 
     return by_name
+
+
+@pytest.fixture(scope="session")
+def no_worker_gateways(
+    render_values: Callable[[dict[str, Any]], Rendered], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[Rendered, GatewayProcess, Pki]]]:
+    """Two real `rrm gateway` processes on a Redis where no worker exists (their warm-up
+    judgments wait in the queue), each given the env and mounted files the chart renders:
+    "plaintext" (the defaults) and "secured" (TLS + mutual TLS + bearer tokens, SECURED)."""
+    pki = make_pki(Path(tmp_path_factory.mktemp("pki")))
+    secrets = {
+        "rrm-gateway-tls": {
+            "tls.crt": pki.server_cert.read_bytes(),
+            "tls.key": pki.server_key.read_bytes(),
+        },
+        "rrm-client-ca": {"ca.crt": pki.ca.read_bytes()},
+        "rrm-gateway-tokens": {"tokens": f"# one per line\n{GATEWAY_TOKEN}\n".encode()},
+    }
+    renders = {"plaintext": render_values({}), "secured": render_values(SECURED)}
+    configs = {}
+    for mode, rendered in renders.items():
+        tmp = Path(tmp_path_factory.mktemp(mode))
+        gateway = rendered.one("Deployment", "gateway")
+        container = rendered.container("Deployment", "gateway")
+        env = materialise_mounts(gateway["spec"]["template"]["spec"], container, secrets, tmp)
+        configs[mode] = (tmp, env)
+    with redis_server() as redis, gateway_processes(redis.url, configs) as gateways:
+        yield {mode: (renders[mode], gateways[mode], pki) for mode in configs}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -85,15 +86,24 @@ def start_gateway(tmp: Path, redis_url: str, env: dict[str, str]) -> GatewayProc
     return GatewayProcess(process, grpc_port, metrics_port, log_path)
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_alive(gateway: GatewayProcess, timeout_s: float = 180) -> None:
-    """Until /metrics answers (the process started and its event loop runs)."""
+    """Until /metrics answers and the gRPC port listens (it opens after the tokenizer loads)."""
     deadline = time.monotonic() + timeout_s
     while True:
         if gateway.process.poll() is not None:
             code = gateway.process.returncode
             raise RuntimeError(f"gateway exited with {code}:\n{gateway.log()}")
         with contextlib.suppress(OSError):
-            if http_status(gateway.metrics_port, "/metrics") == 200:
+            if (
+                _listening(gateway.grpc_port)
+                and http_status(gateway.metrics_port, "/metrics") == 200
+            ):
                 return
         if time.monotonic() > deadline:
             raise TimeoutError(f"gateway metrics port silent:\n{gateway.log()}")
@@ -127,3 +137,29 @@ def gateway_processes(
     finally:
         for gateway in started.values():
             stop_gateway(gateway)
+
+
+def materialise_mounts(
+    pod: dict[str, Any], container: dict[str, Any], secrets: dict[str, dict[str, bytes]], root: Path
+) -> dict[str, str]:
+    """Lay out under `root` the files the kubelet would mount from Secret volumes (honouring each
+    volume's `items`), and return the container's literal RRM_ settings with paths inside those
+    mounts moved under `root`: the env and files the chart gives the process."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts: list[str] = []
+    for mount in container.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        data = secrets[secret["secretName"]]
+        target = root / mount["mountPath"].lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        items = secret.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            (target / item["path"]).write_bytes(data[item["key"]])
+        mounts.append(mount["mountPath"])
+    env = plain_env(container)
+    for name, value in env.items():
+        if any(value.startswith(m.rstrip("/") + "/") for m in mounts):
+            env[name] = str(root / value.lstrip("/"))
+    return env

@@ -26,6 +26,18 @@ EXTERNAL_REDIS = {
     },
 }
 
+# TLS from a Secret, mutual TLS (client CA), bearer tokens from a Secret.
+SECURED: dict[str, Any] = {
+    "gateway": {
+        "tls": {
+            "enabled": True,
+            "secretName": "rrm-gateway-tls",
+            "clientCA": {"secretName": "rrm-client-ca", "key": "ca.crt"},
+        },
+        "auth": {"existingSecret": "rrm-gateway-tokens", "tokensKey": "tokens"},
+    }
+}
+
 # Value sets every structural test runs over; each one switches on a different part of the chart.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -52,6 +64,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "worker": {"replicaCount": 2},
     },
     "tls": {"gateway": {"tls": {"enabled": True, "secretName": "rrm-gateway-tls"}}},
+    "secured": SECURED,
     "scale-to-zero": {"autoscaling": {"keda": {"minReplicaCount": 0}}},
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "big-model": {

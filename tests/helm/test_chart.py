@@ -300,7 +300,9 @@ def test_no_secret_is_written_into_a_pod_spec(render: RenderFn, name: str) -> No
         for container in pod_spec(workload)["containers"]:
             env = container.get("env", [])
             for var in env:
-                if any(word in var["name"] for word in ("PASSWORD", "TOKEN", "AUTH", "USERNAME")):
+                if var["name"].endswith("_FILE"):  # a path into a mounted Secret
+                    assert var["value"].startswith("/"), var
+                elif any(word in var["name"] for word in ("PASSWORD", "TOKEN", "AUTH", "USERNAME")):
                     assert "value" not in var, f"{var['name']} must come from a Secret"
                     assert "secretKeyRef" in var["valueFrom"]
             names = [v["name"] for v in env]

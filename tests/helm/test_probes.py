@@ -4,16 +4,13 @@ the rendered probes, then a real gateway (no worker anywhere) answering them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.helm.gateway_process import GatewayProcess, gateway_processes, http_status, plain_env
+from tests.helm.gateway_process import GatewayProcess, http_status
 from tests.helm.rendering import Rendered
-from tests.security.certs import make_pki
-from tests.support.redis_server import redis_server
 
 RenderValuesFn = Callable[[dict[str, Any]], Rendered]
 TLS = {"gateway": {"tls": {"enabled": True, "secretName": "rrm-gateway-tls"}}}
@@ -60,36 +57,15 @@ def test_worker_startup_budget_covers_a_big_model_load(
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60
 
 
-@pytest.fixture(scope="module")
-def no_worker_gateways(
-    render_values: RenderValuesFn, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, tuple[dict[str, Any], GatewayProcess]]]:
-    """A plaintext and a TLS gateway configured from the rendered containers, on a Redis where
-    no worker exists, so their warm-up judgments wait in the queue."""
-    containers = {"plaintext": render_values({}), "tls": render_values(TLS)}
-    configs = {}
-    for mode, rendered in containers.items():
-        tmp = Path(tmp_path_factory.mktemp(mode))
-        env = plain_env(rendered.container("Deployment", "gateway"))
-        if mode == "tls":
-            pki = make_pki(tmp)
-            env |= {"RRM_GATEWAY__TLS_CERT": str(pki.server_cert)}
-            env |= {"RRM_GATEWAY__TLS_KEY": str(pki.server_key)}
-        configs[mode] = (tmp, env)
-    with redis_server() as redis, gateway_processes(redis.url, configs) as gateways:
-        yield {
-            mode: (containers[mode].container("Deployment", "gateway"), gateways[mode])
-            for mode in configs
-        }
-
-
-@pytest.mark.parametrize("mode", ["plaintext", "tls"])
+@pytest.mark.parametrize("mode", ["plaintext", "secured"])
 def test_a_gateway_without_workers_is_alive_but_not_ready(
-    no_worker_gateways: dict[str, tuple[dict[str, Any], GatewayProcess]], mode: str
+    no_worker_gateways: dict[str, tuple[Rendered, GatewayProcess, Any]], mode: str
 ) -> None:
     """What the kubelet would see: the probe paths and port the chart renders, asked of a real
-    gateway whose warm-up judgment cannot be answered (no worker exists)."""
-    container, gateway = no_worker_gateways[mode]
+    gateway whose warm-up judgment cannot be answered (no worker exists); "secured" serves gRPC
+    with TLS, mutual TLS and bearer tokens, which the HTTP probes do not depend on."""
+    rendered, gateway, _ = no_worker_gateways[mode]
+    container = rendered.container("Deployment", "gateway")
     expected = {"startupProbe": 200, "livenessProbe": 200, "readinessProbe": 503}
     for _ in range(3):
         for name, status in expected.items():

@@ -194,3 +194,30 @@ httpGet:
   path: {{ .path }}
   port: metrics
 {{- end -}}
+
+{{/* ---- Gateway TLS and authentication ---- */}}
+
+{{/* The kubernetes.io/tls Secret the gateway mounts: the named one, else the one cert-manager writes. */}}
+{{- define "rrm.gateway.tlsSecretName" -}}
+{{- default (include "rrm.componentName" (list . "gateway-tls")) .Values.gateway.tls.secretName -}}
+{{- end -}}
+
+{{/* Refusals: TLS needs a certificate source; mTLS needs TLS; cert-manager needs its CRD and an issuer. */}}
+{{- define "rrm.gateway.securityChecks" -}}
+{{- $tls := .Values.gateway.tls -}}
+{{- if $tls.enabled -}}
+{{- if not (or $tls.secretName $tls.certManager.enabled) -}}
+{{- fail "gateway.tls.enabled needs gateway.tls.secretName (an existing kubernetes.io/tls Secret) or gateway.tls.certManager.enabled" -}}
+{{- end -}}
+{{- if $tls.certManager.enabled -}}
+{{- if not (.Capabilities.APIVersions.Has "cert-manager.io/v1") -}}
+{{- fail "gateway.tls.certManager.enabled: the cluster has no cert-manager.io/v1 API (install cert-manager, or give gateway.tls.secretName)" -}}
+{{- end -}}
+{{- if not $tls.certManager.issuerRef.name -}}
+{{- fail "gateway.tls.certManager.issuerRef.name is required with gateway.tls.certManager.enabled" -}}
+{{- end -}}
+{{- end -}}
+{{- else if or $tls.clientCA.secretName $tls.certManager.enabled -}}
+{{- fail "gateway.tls.clientCA and gateway.tls.certManager need gateway.tls.enabled" -}}
+{{- end -}}
+{{- end -}}
