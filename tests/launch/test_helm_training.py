@@ -60,9 +60,10 @@ def _words(command: str | list[str]) -> list[object]:
 
 
 def comparable(obj: Any) -> Any:
-    """Labels differ on purpose (the chart's own); commands and the runtime env by meaning."""
+    """Labels differ on purpose (the chart's own), and so do annotations (the chart's training
+    objects are Helm hooks); commands and the runtime env by meaning."""
     if isinstance(obj, dict):
-        out = {k: comparable(v) for k, v in obj.items() if k != "labels"}
+        out = {k: comparable(v) for k, v in obj.items() if k not in ("labels", "annotations")}
         if "entrypoint" in obj:
             out["entrypoint"] = _words(obj["entrypoint"])
         if "runtimeEnvYAML" in obj:
