@@ -26,6 +26,8 @@ EXTERNAL_REDIS = {
     },
 }
 
+DIGEST = "sha256:" + "ab" * 32
+
 # TLS from a Secret, mutual TLS (client CA), bearer tokens from a Secret.
 SECURED: dict[str, Any] = {
     "gateway": {
@@ -65,6 +67,38 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "tls": {"gateway": {"tls": {"enabled": True, "secretName": "rrm-gateway-tls"}}},
     "secured": SECURED,
+    "remote-rm": {
+        **SECURED,
+        "remoteRM": {
+            "enabled": True,
+            "token": {"existingSecret": "rrm-gateway-tokens", "tokenKey": "tokens"},
+            "tls": {"caSecretName": "rrm-gateway-ca", "clientSecretName": "rrm-remote-rm-client"},
+            "clients": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "training"}}}
+            ],
+        },
+        "networkPolicy": {
+            "gatewayClients": [{"podSelector": {"matchLabels": {"role": "trainer"}}}]
+        },
+    },
+    "mirror-and-placement": {
+        "global": {"imageRegistry": "mirror.example.com:5000/rrm"},
+        "gateway": {"image": {"digest": DIGEST}},
+        "worker": {
+            "image": {"digest": DIGEST},
+            "gpuResource": "amd.com/gpu",
+            "priorityClassName": "judges",
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "worker"}},
+                }
+            ],
+        },
+        "training": {"imagePullSecrets": [{"name": "ghcr-pull"}]},
+    },
     "scale-to-zero": {"autoscaling": {"keda": {"minReplicaCount": 0}}},
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "big-model": {

@@ -385,7 +385,9 @@ def test_external_redis_needs_a_host_and_a_secret(
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_every_container_is_locked_down_and_has_resources(render: RenderFn, name: str) -> None:
     rendered = render(name)
-    assert len(rendered.workloads()) == (3 if rendered.maybe("StatefulSet", "redis") else 2)
+    expected = 2 + bool(rendered.maybe("StatefulSet", "redis"))
+    expected += bool(rendered.maybe("Deployment", "remote-rm"))
+    assert len(rendered.workloads()) == expected
     for workload in rendered.workloads():
         spec = pod_spec(workload)
         pod_security = spec["securityContext"]

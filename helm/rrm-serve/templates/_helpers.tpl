@@ -60,7 +60,29 @@ app.kubernetes.io/part-of: rrm-serve
 {{- define "rrm.image" -}}
 {{- $root := index . 0 -}}
 {{- $image := index . 1 -}}
-{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) -}}
+{{- include "rrm.imageRef" (list $root $image (default $root.Chart.AppVersion $image.tag)) -}}
+{{- end -}}
+
+{{/* "registry/repository@digest" or ":tag". global.imageRegistry replaces the repository's registry
+     (its first part when that has a dot or a port, or is localhost), else is put in front.
+     Call with (list $ $image $defaultTag). */}}
+{{- define "rrm.imageRef" -}}
+{{- $root := index . 0 -}}
+{{- $image := index . 1 -}}
+{{- $repository := $image.repository -}}
+{{- with $root.Values.global.imageRegistry -}}
+{{- $parts := splitList "/" $repository -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $parts = rest $parts -}}
+{{- end -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) (join "/" $parts) -}}
+{{- end -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (index . 2) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* ---- Redis connection ---- */}}
