@@ -100,7 +100,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "training": {"imagePullSecrets": [{"name": "ghcr-pull"}]},
     },
     "scale-to-zero": {"autoscaling": {"keda": {"minReplicaCount": 0}}},
-    "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "service-monitor": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+    },
     "big-model": {
         "engine": {"model": "Reward-Reasoning/RRM-32B", "tensorParallelSize": 4},
         "worker": {"modelCache": {"type": "pvc", "storageClassName": "fast-rwx"}},
