@@ -421,9 +421,19 @@ def main() -> None:
         "--quick", action="store_true", help="120 calls per scripted scenario, fewer on engines"
     )
     ap.add_argument("--out", type=Path, default=OUT_DIR / "chaos.json")
+    ap.add_argument(
+        "--engine-deadline",
+        type=float,
+        default=chaos_engine.DEADLINE_S,
+        help="the callers' deadline in the engine rows (s)",
+    )
+    ap.add_argument("--logs", type=Path, help="keep every process log here (default: discarded)")
     args = ap.parse_args()
     n = 120 if args.quick else args.n
-    rows = run(args.only, n, quick=args.quick)
+    chaos_engine.DEADLINE_S = args.engine_deadline
+    if args.logs:
+        args.logs.mkdir(parents=True, exist_ok=True)
+    rows = run(args.only, n, args.logs, quick=args.quick)
     md = render(rows)
     save_json(args.out, {"n": n, "rows": rows})
     args.out.with_suffix(".md").write_text(md + "\n")

@@ -157,7 +157,7 @@ async def engine_server_restart(root: Path, quick: bool) -> Row:
 
         async def fault() -> None:
             nonlocal server
-            await until_first_judgment(target, before, 10)
+            await until_first_judgment(target, before, 30)
             await asyncio.to_thread(procs.kill_session, server)
             killed = time.monotonic()
             await asyncio.sleep(DOWN_S)
@@ -168,6 +168,7 @@ async def engine_server_restart(root: Path, quick: bool) -> Row:
         calls = await load(target, n, DEADLINE_S, fault, at=None)
         during = await asyncio.to_thread(target.runs)
         tally(row, calls, target)
+        row.notes.insert(1, f"deadline {DEADLINE_S:g} s")
         extra_runs(row, target, before, during)
         await reask(target, [c for c in calls if c.ok], "g1", row)
         logs = "".join(p.log_path.read_text(errors="replace") for p in started)
@@ -228,7 +229,7 @@ async def engine_kill(root: Path, quick: bool) -> Row:
 
         async def fault() -> None:
             nonlocal not_serving
-            await until_first_judgment(target, before, 10)
+            await until_first_judgment(target, before, 30)
             victim.send_signal(signal.SIGKILL)
             killed = time.monotonic()
             while time.monotonic() - killed < DEADLINE_S:
@@ -247,6 +248,7 @@ async def engine_kill(root: Path, quick: bool) -> Row:
         calls = await load(target, n, DEADLINE_S, fault, at=None)
         during = await asyncio.to_thread(target.runs)
         tally(row, calls, target)
+        row.notes.insert(1, f"deadline {DEADLINE_S:g} s")
         extra_runs(row, target, before, during)
         await reask(target, [c for c in calls if c.ok], "serve", row)
         restarted = model_process(serve).pid != victim.pid
