@@ -36,6 +36,11 @@ class JudgmentFailed(RRMError):
     """No vote of an item could be made (engine error, retries exhausted). Never a reward of 0."""
 
 
+class EngineTimeout(Unavailable):
+    """The engine took longer than its request timeout: overloaded or down, never the job's
+    fault (a healthy but busy server is slow for every job alike)."""
+
+
 class EngineDead(Unavailable):
     """The inference engine died; in-flight work must be handed back and the engine restarted."""
 

@@ -33,8 +33,9 @@ QUEUE_WAIT = Histogram(
 IN_FLIGHT = Gauge("rrm_worker_in_flight", "Judgments running in this worker")
 RELEASED = Counter(
     "rrm_jobs_released_total",
-    "Jobs handed back to the queue, by reason: engine_outage and shutdown spend none of the "
-    "job's tries; job_fault (an engine that answers probes failed on this input) spends one",
+    "Jobs handed back to the queue, by reason: engine_outage, engine_timeout (an engine that is "
+    "up but slower than its request timeout) and shutdown spend none of the job's tries; "
+    "job_fault (an engine that answers probes failed on this input) spends one",
     ["reason"],
 )
 DISCARDED = Counter("rrm_jobs_discarded_total", "Jobs skipped: cancelled or past their deadline")

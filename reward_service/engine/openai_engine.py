@@ -17,7 +17,7 @@ import httpx
 
 from reward_service.engine.base import PROBE_PROMPT, PROBE_SPEC, Generation, SamplingSpec
 from reward_service.engine.results import display_model_name, finish_reason
-from reward_service.errors import InvalidInput, Unavailable
+from reward_service.errors import EngineTimeout, InvalidInput, Unavailable
 from reward_service.settings import EngineSettings
 
 TOKEN_ID_PREFIX = "token_id:"
@@ -113,7 +113,7 @@ class OpenAIEngine:
         try:
             response = await self._client.post(url, json=body)
         except httpx.TimeoutException as exc:
-            raise Unavailable(
+            raise EngineTimeout(
                 f"{url}: no answer within {self._settings.request_timeout_s:.0f} s "
                 f"for request {request_id}"
             ) from exc

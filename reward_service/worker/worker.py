@@ -21,7 +21,7 @@ from typing import Any
 
 from reward_service import metrics
 from reward_service.domain import ParseStatus, VoteResult
-from reward_service.errors import EngineDead, Unavailable
+from reward_service.errors import EngineDead, EngineTimeout, Unavailable
 from reward_service.queue.base import Broker, Delivery
 from reward_service.queue.cache import VerdictCache
 from reward_service.queue.fleet import REPORT_EVERY_S, Fleet, WorkerStatus
@@ -251,8 +251,10 @@ class Worker:
         await self.broker.complete(delivery, result)
 
     async def _engine_failed(self, delivery: Delivery, exc: Unavailable) -> None:
-        """An outage hands the job back free; a failure on an engine that answers a probe was
-        caused by this input and spends one of its tries (max_tries then dead-letters it)."""
+        """An outage hands the job back free, and so does a timeout of an engine that is up
+        (overload); any other failure on an engine that answers a probe was caused by this
+        input and spends one of its tries (max_tries then dead-letters it). A job too long for
+        the engine's request timeout is thus retried until its deadline, never dead-lettered."""
         env = delivery.envelope
         task = asyncio.current_task()
         outage = (
@@ -263,6 +265,11 @@ class Worker:
         if outage:
             self.guard.outage(str(exc))
             metrics.RELEASED.labels("engine_outage").inc()
+            await self.broker.release(delivery)
+            return
+        if isinstance(exc, EngineTimeout):  # up but too slow: load, not this input
+            log.warning("%s: job %s handed back: %s", self.name, env.job_id, exc)
+            metrics.RELEASED.labels("engine_timeout").inc()
             await self.broker.release(delivery)
             return
         log.warning(

@@ -17,7 +17,7 @@ import pytest
 
 from reward_service import metrics
 from reward_service.domain import ParseStatus, VoteTask
-from reward_service.errors import DeadlineExceeded, EngineDead, Unavailable
+from reward_service.errors import DeadlineExceeded, EngineDead, EngineTimeout, Unavailable
 from reward_service.gateway.comparator import Comparator
 from reward_service.gateway.planner import Comparison, OrderMode
 from reward_service.queue.base import Broker
@@ -181,10 +181,12 @@ async def test_other_workers_keep_serving_during_one_workers_outage(
     up = ScriptedRunner(latency_s=0.05)
     w_down = Worker(await make_broker(max_tries=1), down, name="down", guard=fast_guard(down))
     w_up = Worker(await make_broker(max_tries=1), up, name="up")
-    runs = [asyncio.create_task(w.run(grace_s=1)) for w in (w_down, w_up)]
+    runs = [asyncio.create_task(w_down.run(grace_s=1))]
     futures = await gateway.submit([job(f"o{i}", i=i) for i in range(20)])
+    await wait_for(lambda: not w_down.guard.is_up)  # it took jobs, failed, handed them back
+    runs.append(asyncio.create_task(w_up.run(grace_s=1)))
     results = await asyncio.wait_for(asyncio.gather(*futures), 10)
-    assert [r.status for r in results] == [ParseStatus.OK] * 20
+    assert [r.status for r in results] == [ParseStatus.OK] * 20, "none dead-lettered"
     assert len(up.calls) == 20 and not w_down.guard.is_up
     for w in (w_down, w_up):
         w.stop()
@@ -247,3 +249,27 @@ def comparison() -> Comparison:
         return_reasoning=False,
         use_cache=False,
     )
+
+
+async def test_a_timeout_of_an_engine_that_is_up_spends_no_try(brokers: Pair) -> None:
+    """An overloaded server times requests out while its /health answers: load, not the job.
+    (With max_tries=1, a counted try would dead-letter the job at once.)"""
+    gateway, worker_side = brokers
+    timeouts = {"left": 3}
+
+    def slow_then_fine(task: VoteTask):  # type: ignore[no-untyped-def]
+        if timeouts["left"] > 0:
+            timeouts["left"] -= 1
+            raise EngineTimeout("no answer within 60 s")
+        return prefer_longer(task)
+
+    runner = ScriptedRunner(slow_then_fine)
+    guard = fast_guard(runner)
+    worker = Worker(await worker_side(), runner, name="w1", guard=guard)
+    before = released("engine_timeout")
+    run = asyncio.create_task(worker.run(grace_s=1))
+    [fut] = await gateway.submit([job("slow")])
+    assert (await asyncio.wait_for(fut, 5)).status is ParseStatus.OK
+    assert released("engine_timeout") - before == 3 and guard.is_up
+    worker.stop()
+    await run
