@@ -172,18 +172,19 @@ class EngineGuard:
             except Exception:  # a readiness hook must not stop recovery
                 log.exception("%s: engine state listener failed", self.name)
 
-    async def wait_up_or_gone(self) -> None:
-        up = asyncio.ensure_future(self.up.wait())
-        gone = asyncio.ensure_future(self.gone.wait())
-        try:
-            await asyncio.wait({up, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            up.cancel()
-            gone.cancel()
-
     async def close(self) -> None:
         for task in (self._recovery, self._probe):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+async def wait_any(*events: asyncio.Event) -> None:
+    """Until the first of `events` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -27,7 +27,7 @@ from reward_service.queue.cache import VerdictCache
 from reward_service.queue.fleet import REPORT_EVERY_S, Fleet, WorkerStatus
 from reward_service.queue.jobs import task_fingerprint
 from reward_service.queue.names import VERDICT_CACHE_TTL_S
-from reward_service.worker.engine_guard import EngineGuard
+from reward_service.worker.engine_guard import EngineGuard, wait_any
 from reward_service.worker.runner import VoteRunner
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,7 @@ class Worker:
             await self.guard.close()
 
     async def _wait_for_engine(self) -> None:
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        engine = asyncio.ensure_future(self.guard.wait_up_or_gone())
-        try:
-            await asyncio.wait({stopping, engine}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            engine.cancel()
+        await wait_any(self._stopping, self.guard.up, self.guard.gone)
 
     async def _watch_for_stalls(self) -> None:
         while True:

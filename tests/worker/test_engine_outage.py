@@ -19,7 +19,7 @@ from reward_service import metrics
 from reward_service.domain import ParseStatus, VoteTask
 from reward_service.errors import DeadlineExceeded, EngineDead, EngineTimeout, Unavailable
 from reward_service.gateway.comparator import Comparator
-from reward_service.gateway.planner import Comparison, OrderMode
+from reward_service.gateway.server import WARMUP
 from reward_service.queue.base import Broker
 from reward_service.queue.fleet import MemoryFleet, WorkerStatus
 from reward_service.queue.memory import MemoryBroker
@@ -228,27 +228,11 @@ async def test_a_deadline_during_an_outage_names_it() -> None:
         match=r"1 of 1 judgments unfinished: engine outage: "
         r"none of 1 worker\(s\) has a working engine .*w1: connection refused",
     ):
-        await comparator.compare(comparison(), "late", time.time() + 0.3)
+        await comparator.compare(WARMUP, "late", time.time() + 0.3)
     await fleet.report(WorkerStatus("w2", engine_up=True))
     with pytest.raises(DeadlineExceeded) as late:
-        await comparator.compare(comparison(), "late-2", time.time() + 0.3)
+        await comparator.compare(WARMUP, "late-2", time.time() + 0.3)
     assert "engine outage" not in str(late.value), "one working engine: not an outage"
-
-
-def comparison() -> Comparison:
-    return Comparison(
-        query="q",
-        response_a="a",
-        response_b="b",
-        history=(),
-        votes=1,
-        order=OrderMode.AS_GIVEN,
-        max_reasoning_tokens=8,
-        temperature=0.0,
-        seed=0,
-        return_reasoning=False,
-        use_cache=False,
-    )
 
 
 async def test_a_timeout_of_an_engine_that_is_up_spends_no_try(brokers: Pair) -> None:
