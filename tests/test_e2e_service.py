@@ -71,7 +71,8 @@ def test_order_both_and_votes(stub: pb_grpc.RewardServiceStub) -> None:
     reply = stub.Compare(request(1, votes=3, order=pb.ORDER_BOTH), timeout=300)
     assert len(reply.votes) in (4, 6)  # 2 or 3 vote indices, each in both orders
     assert {v.shown_order for v in reply.votes} == {pb.SHOWN_ORDER_A_FIRST, pb.SHOWN_ORDER_B_FIRST}
-    assert all(v.parse_status in DECIDED for v in reply.votes)
+    statuses = [pb.ParseStatus.Name(v.parse_status) for v in reply.votes]
+    assert all(v.parse_status in DECIDED for v in reply.votes), statuses
     assert reply.agreeing_votes >= len(reply.votes) // 2
 
 

@@ -33,7 +33,7 @@ from reward_service import app, metrics
 from reward_service.engine.openai_engine import OpenAIEngine
 from reward_service.queue.redis_broker import RedisBroker
 from reward_service.settings import Settings
-from reward_service.testing.serve_process import RunningService
+from reward_service.testing.serve_process import RunningService, rrm_serve
 from reward_service.worker.worker import Worker
 from tests.engine.support import (
     ApiServer,
@@ -251,7 +251,17 @@ def health(address: str) -> int:
     return int(reply.status)
 
 
-async def test_rrm_serve_calls_wait_across_an_engine_restart(cpu_service: RunningService) -> None:
+@pytest.fixture
+def own_service(tmp_path: Path) -> Iterator[RunningService]:
+    """An `rrm serve` of its own: the session's shared one must keep its engine (vLLM samples
+    from one generator seeded at engine start, so a restart would change every later test's
+    draws)."""
+    with rrm_serve(tmp_path, RRM_GATEWAY__METRICS_PORT="0") as service:
+        yield service
+
+
+async def test_rrm_serve_calls_wait_across_an_engine_restart(own_service: RunningService) -> None:
+    cpu_service = own_service
     victim = serve_model_worker(cpu_service)
     async with grpc.aio.insecure_channel(cpu_service.address) as channel:
         stub = pb_grpc.RewardServiceStub(channel)
