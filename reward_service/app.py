@@ -163,6 +163,8 @@ def redis_target(settings: Settings) -> RedisTarget:
         sentinels=parse_sentinels(q.redis_sentinels),
         master_name=q.redis_master_name,
         sentinel_password=q.redis_sentinel_password or None,
+        password=q.redis_password or None,
+        password_file=q.redis_password_file or None,
     )
 
 

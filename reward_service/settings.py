@@ -128,6 +128,10 @@ class QueueSettings(BaseModel):
     redis_master_name: str = "mymaster"
     # Only when the sentinels themselves require a password (`requirepass` in sentinel.conf).
     redis_sentinel_password: str = ""
+    # The queue's Redis password beside the URL, not in it (any characters; a Secret key): the
+    # value, or a file holding it (e.g. a mounted Secret). At most one of these and the URL's.
+    redis_password: str = ""
+    redis_password_file: str = ""
     visibility_timeout_s: float = 120.0
     max_tries: int = 3
     result_ttl_s: int = 3600

@@ -6,6 +6,7 @@ kinds the queue handles: Redis down or failing over, Redis out of memory, anythi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -13,8 +14,8 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.connection import parse_url
+from redis.exceptions import AuthenticationError, MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # No writable primary right now: an outage, or a failover in progress. A demoted primary
@@ -40,16 +41,48 @@ class UnsupportedRedis(RuntimeError):
     error, reported at start-up rather than as wrong answers later."""
 
 
+class RedisAuthFailed(RuntimeError):
+    """Redis refused the credentials (wrong or missing password or user): a deployment error,
+    reported at start-up instead of being retried as if Redis were down (redis-py's
+    AuthenticationError is a ConnectionError)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
     """Where the queue's Redis is. With `sentinels`, the URL's host and port are ignored: the
     primary of `master_name` is asked of the sentinels on every (re)connect, so a failover is
-    followed; the URL's database, user, password and scheme (rediss:// for TLS) still apply."""
+    followed; the URL's database, user, password and scheme (rediss:// for TLS) still apply.
+
+    `password` or `password_file` keep the password out of the URL: a Secret key may hold any
+    characters, and URLs end up in logs and process listings. The file is read once, at
+    connect; a rotated password takes effect when the process restarts."""
 
     url: str
     sentinels: tuple[tuple[str, int], ...] = ()
     master_name: str = "mymaster"
     sentinel_password: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+
+    def resolved_password(self) -> str | None:
+        """The password given beside the URL (None: the URL's own, if any). One source only:
+        two would leave the reader guessing which one Redis got."""
+        sources = [
+            name
+            for name, given in (
+                ("the URL", parse_url(self.url).get("password")),
+                ("RRM_QUEUE__REDIS_PASSWORD", self.password),
+                ("RRM_QUEUE__REDIS_PASSWORD_FILE", self.password_file),
+            )
+            if given
+        ]
+        if len(sources) > 1:
+            raise ValueError(f"the Redis password is given twice ({' and '.join(sources)})")
+        if self.password_file:
+            text = Path(self.password_file).read_text()
+            # `echo secret > file` and editors add a newline that is no part of the password.
+            return text.removesuffix("\n").removesuffix("\r")
+        return self.password
 
     def describe(self) -> str:
         """For logs and errors: never the password."""
@@ -86,6 +119,7 @@ def connect(
     for callers' deadlines. A failover takes longer; callers see Unavailable and retry."""
     if isinstance(target, str):
         target = RedisTarget(target)
+    password = target.resolved_password()
     common: dict[str, Any] = {
         "max_connections": max_connections,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), retries),
@@ -93,11 +127,14 @@ def connect(
         "socket_connect_timeout": min(2.0, socket_timeout_s),
         "health_check_interval": 30,
     }
+    if password is not None:
+        common["password"] = password  # from_url keeps it: the URL has none
     if not target.sentinels:
         # Few connections suffice (commands are batched); past the pool size callers wait.
         pool = BlockingConnectionPool.from_url(target.url, timeout=socket_timeout_s, **common)
         return Redis(connection_pool=pool)
     opts = parse_url(target.url)
+    # The URL's password and `common`'s never both exist (resolved_password).
     auth = {k: opts[k] for k in ("db", "username", "password") if opts.get(k) is not None}
     sentinel_auth = {"password": target.sentinel_password} if target.sentinel_password else {}
     sentinel = Sentinel(
@@ -132,7 +169,15 @@ async def check_server(redis: Redis) -> None:
     that hash to different slots, so a cluster would refuse them (CROSSSLOT) or, worse, a
     proxy would split them. Redis < 7.0: no XINFO lag (backpressure, KEDA) and no script flags
     (`allow-oom`, which lets workers finish their jobs when Redis is full)."""
-    info = await redis.info()
+    try:
+        info = await redis.info()
+    except AuthenticationError as exc:
+        where = redis.connection_pool.connection_kwargs
+        raise RedisAuthFailed(
+            f"Redis at {where.get('host', '?')}:{where.get('port', '?')} refused the "
+            f"credentials ({exc}): check the password (RRM_QUEUE__REDIS_PASSWORD or "
+            "RRM_QUEUE__REDIS_PASSWORD_FILE, or the one in RRM_QUEUE__REDIS_URL) and the user"
+        ) from exc
     if str(info.get("cluster_enabled", 0)) == "1":
         raise UnsupportedRedis(
             "the Redis server runs in cluster mode (cluster_enabled:1), which the queue does not "
