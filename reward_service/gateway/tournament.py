@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from reward_service.gateway.comparator import Comparator
-from reward_service.gateway.planner import ComparisonOutcome, OrderMode, Side, derive_seed
+from reward_service.gateway.planner import ComparisonOutcome, Side, derive_seed
 from reward_service.gateway.validation import RankSpec
 from reward_service.ranking import (
     KnockoutBracket,
@@ -84,15 +84,15 @@ class Tournament:
         return await self._round_robin(spec, request_id, deadline, emit)
 
     async def _match(
-        self, spec: RankSpec, request_id: str, deadline: float, a: int, b: int, *, as_given: bool
+        self, spec: RankSpec, request_id: str, deadline: float, a: int, b: int
     ) -> ComparisonOutcome:
+        # Every vote follows the request's order mode (ORDER_RANDOM: a seeded coin per vote), so
+        # k votes of one match spread the judge's position bias instead of repeating it k times.
         t = spec.template
-        order = OrderMode.AS_GIVEN if as_given and t.order is OrderMode.RANDOM else t.order
         comparison = replace(
             t,
             response_a=spec.candidates[a],
             response_b=spec.candidates[b],
-            order=order,
             seed=derive_seed(str(t.seed), str(a), str(b)),
         )
         return await self.comparator.compare(comparison, f"{request_id}/{a}-{b}", deadline)
@@ -108,9 +108,7 @@ class Tournament:
         try:
             while not bracket.done:
                 for m in bracket.take_ready():
-                    task = asyncio.create_task(
-                        self._match(spec, request_id, deadline, m.a, m.b, as_given=False)
-                    )
+                    task = asyncio.create_task(self._match(spec, request_id, deadline, m.a, m.b))
                     running[task] = (m.match_id, m.round, m.a, m.b)
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -146,7 +144,7 @@ class Tournament:
         pairs = round_robin_pairs(spec.n, seed=spec.template.seed & 0x7FFFFFFF)
 
         async def play(a: int, b: int) -> PlayedMatch:
-            outcome = await self._match(spec, request_id, deadline, a, b, as_given=True)
+            outcome = await self._match(spec, request_id, deadline, a, b)
             winner = {Side.A: a, Side.B: b}.get(outcome.winner)
             return PlayedMatch(a, b, winner, outcome.p_a, 1, outcome)
 
