@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reward_service.ranking.outcome import MatchResult, Outcome
@@ -82,20 +82,33 @@ class KnockoutBracket:
     in any order; new matches become ready as soon as their two feeding matches are recorded.
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, *, layout: Sequence[int | None] | None = None
+    ) -> None:
+        """`layout` (optional) places the candidates in the P slots instead of the seeded draw
+        (see `seeded_layout`): None marks a bye and may only be the second slot of a pair."""
         if n < 1:
             raise ValueError(f"a knockout needs at least one candidate, got n={n}")
         self.n = n
         self.seed = seed
         self.rounds = math.ceil(math.log2(n)) if n > 1 else 0
         self.size = 1 << self.rounds
-        order = list(range(n))
-        random.Random(seed).shuffle(order)
-        drawn = iter(order)
-        slots: list[int | None] = [order[0]] if n == 1 else []
-        for pair in range(self.size // 2):
-            bye = pair < self.size - n
-            slots.extend([next(drawn), None if bye else next(drawn)])
+        if layout is None:
+            order = list(range(n))
+            random.Random(seed).shuffle(order)
+            drawn = iter(order)
+            slots: list[int | None] = [order[0]] if n == 1 else []
+            for pair in range(self.size // 2):
+                bye = pair < self.size - n
+                slots.extend([next(drawn), None if bye else next(drawn)])
+        else:
+            slots = list(layout)
+            if len(slots) != max(self.size, 1) or sorted(c for c in slots if c is not None) != list(
+                range(n)
+            ):
+                raise ValueError(f"layout must place 0..{n - 1} in {self.size} slots")
+            if any(c is None for c in slots[0::2]):
+                raise ValueError("a bye (None) may only be the second slot of a pair")
         self.slots: tuple[int | None, ...] = tuple(slots)
         # _levels[r][j]: the entrant of round r + 1 at position j (None: not decided yet);
         # the last level holds the champion.
@@ -236,6 +249,17 @@ class KnockoutBracket:
             matches=matches,
             slots=self.slots,
         )
+
+
+def seeded_layout(seeds: Sequence[int]) -> list[int | None]:
+    """Standard tournament seeding: `seeds` best first; seed s meets seed P + 1 - s in round 1,
+    the top two can only meet in the final, and the byes go to the top seeds."""
+    n = len(seeds)
+    size = 1 << (math.ceil(math.log2(n)) if n > 1 else 0)
+    order = [1]
+    while len(order) < size:
+        order = [x for s in order for x in (s, 2 * len(order) + 1 - s)]
+    return [seeds[s - 1] if s <= n else None for s in order]
 
 
 def knockout(n: int, judge_fn: Callable[[int, int], int], seed: int = 0) -> KnockoutResult:
