@@ -7,7 +7,7 @@ sequence the model generated. Engines therefore take token ids, never chat messa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -32,8 +32,9 @@ class Generation:
     # "stop" (EOS or a stop string), "length" (max_tokens reached) or "abort".
     finish_reason: str
     prompt_tokens: int
-    # Per generated token: {token_id: logprob} of the top-k (and the sampled token).
-    logprobs: tuple[dict[int, float], ...] | None = None
+    # Per generated token: {token_id: logprob} of the top-k (and the sampled token), raw: before
+    # temperature scaling, so a sample at any temperature reports the model's own distribution.
+    logprobs: Sequence[Mapping[int, float]] | None = None
     cached_prompt_tokens: int = 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from reward_service.engine.base import PROBE_PROMPT, PROBE_SPEC, Generation, SamplingSpec
-from reward_service.engine.results import display_model_name, finish_reason
+from reward_service.engine.results import PositionLogprobs, display_model_name, finish_reason
 from reward_service.errors import EngineTimeout, InvalidInput, Unavailable
 from reward_service.settings import EngineSettings
 
@@ -189,9 +189,10 @@ def _to_generation(payload: Mapping[str, Any], request_id: str, prompt_len: int)
         )
     logprobs = None
     if logprobs_block is not None:
-        logprobs = tuple(
-            {_token_id(key): float(value) for key, value in (position or {}).items()}
-            for position in logprobs_block["top_logprobs"]
+        top: list[Mapping[str, Any] | None] = logprobs_block["top_logprobs"]
+        logprobs = PositionLogprobs(
+            len(top),
+            lambda i: {_token_id(key): float(value) for key, value in (top[i] or {}).items()},
         )
     usage = payload.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}

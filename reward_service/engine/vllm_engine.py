@@ -19,6 +19,7 @@ from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.exceptions import VLLMClientError
 from vllm.inputs import tokens_input
+from vllm.logprobs import FlatLogprobs
 from vllm.outputs import RequestOutput
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -29,7 +30,7 @@ from vllm.v1.metrics.stats import SchedulerStats
 from reward_service import metrics
 from reward_service.engine.base import PROBE_PROMPT, PROBE_SPEC, Generation, SamplingSpec
 from reward_service.engine.cpu_env import apply_cpu_env
-from reward_service.engine.results import display_model_name, finish_reason
+from reward_service.engine.results import PositionLogprobs, display_model_name, finish_reason
 from reward_service.errors import EngineDead, InvalidInput, Unavailable
 from reward_service.settings import DEFAULT_CACHE_DIR, EngineSettings
 
@@ -223,6 +224,8 @@ class VLLMEngine:
             top_p=spec.top_p,
             seed=spec.seed,
             logprobs=spec.logprobs,
+            # Flat: a few lists per request instead of a dict and k+1 objects per token.
+            flat_logprobs=spec.logprobs is not None,
             stop=list(spec.stop) or None,
             # FINAL_ONLY: one output per request. CUMULATIVE re-sends every logprob at every
             # step (about 20x slower on CPU).
@@ -244,6 +247,9 @@ class VLLMEngine:
             max_num_seqs=s.max_num_seqs,
             max_num_batched_tokens=s.max_num_batched_tokens,
             max_logprobs=MAX_LOGPROBS,
+            # The judge reads p(verdict) from a reasoning sample at temperature 0.6: the logprobs
+            # must be the model's own (vLLM's default, pinned here), not the sampling ones.
+            logprobs_mode="raw_logprobs",
             disable_log_stats=True,
         )
 
@@ -273,12 +279,7 @@ class VLLMEngine:
 
 def _to_generation(final: RequestOutput, request_id: str, prompt_len: int) -> Generation:
     completion = final.outputs[0]
-    logprobs = None
-    if completion.logprobs is not None:
-        logprobs = tuple(
-            {token_id: lp.logprob for token_id, lp in (position or {}).items()}
-            for position in completion.logprobs
-        )
+    logprobs = _logprobs(completion.logprobs)
     prompt_ids = final.prompt_token_ids
     return Generation(
         token_ids=tuple(completion.token_ids),
@@ -287,4 +288,20 @@ def _to_generation(final: RequestOutput, request_id: str, prompt_len: int) -> Ge
         prompt_tokens=len(prompt_ids) if prompt_ids is not None else prompt_len,
         logprobs=logprobs,
         cached_prompt_tokens=final.num_cached_tokens or 0,
+    )
+
+
+def _logprobs(raw: Any) -> PositionLogprobs | None:
+    """vLLM's per-position logprobs (flat or a list of dicts), converted where read."""
+    if raw is None:
+        return None
+    if isinstance(raw, FlatLogprobs):
+        starts, ends, ids, values = raw.start_indices, raw.end_indices, raw.token_ids, raw.logprobs
+        return PositionLogprobs(
+            len(starts), lambda i: {ids[j]: values[j] for j in range(starts[i], ends[i])}
+        )
+    positions = list(raw)
+    return PositionLogprobs(
+        len(positions),
+        lambda i: {token_id: lp.logprob for token_id, lp in (positions[i] or {}).items()},
     )

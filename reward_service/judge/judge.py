@@ -8,10 +8,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from reward_service.domain import Pair
+from reward_service.domain import Pair, ParseStatus, Verdict
 from reward_service.judge.profile import JudgeProfile
 from reward_service.judge.prompt import HISTORY_FORMAT, SYSTEM_PROMPT, USER_FORMAT, user_message
 from reward_service.judge.render import ChatRenderer, RawEncoder
@@ -32,6 +32,7 @@ class Judge:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, profile: JudgeProfile) -> None:
         self.profile = JudgeProfile(profile)
+        self._tokenizer = tokenizer
         self._renderer = ChatRenderer(tokenizer, roles=("system", "user"))
         self._raw = self._renderer.raw
         self._prefix_ids, self.verdict_token_ids = _verdict_tokens(self._raw)
@@ -85,6 +86,36 @@ class Judge:
             raise ValueError("the completion has no verdict box to re-read")
         return self._lead_then_prefix(completion[: parsed.boxed_start])
 
+    def verdict_position(
+        self, generated_ids: Sequence[int], completion: str, parsed: ParsedVerdict
+    ) -> int | None:
+        """Index in `generated_ids` of the natural verdict's token, or None.
+
+        Found when the judge wrote the parsed box as "\\boxed{Assistant " + the canonical verdict
+        token: the reasoning sample's logprobs at that index are then p(verdict | everything
+        the judge wrote before it), and no second request is needed. The candidate is checked
+        by text: the ids after it must decode to exactly the completion after the verdict
+        digit, so it is the parsed (last) box. None when the judge tokenised the verdict some
+        other way or wrote `\\fbox`: the caller re-reads instead.
+        """
+        if parsed.status is not ParseStatus.OK or parsed.boxed_start is None:
+            return None
+        index = 0 if parsed.verdict is Verdict.FIRST else 1
+        head = VERDICT_TEXTS[index][:-1]  # "\\boxed{Assistant N"
+        verdict_end = parsed.boxed_start + len(head)
+        if completion[parsed.boxed_start : verdict_end] != head:
+            return None
+        token, tail = self.verdict_token_ids[index], completion[verdict_end:]
+        for i in range(len(generated_ids) - 1, -1, -1):
+            if generated_ids[i] != token:
+                continue
+            rest = self._decode_generated(generated_ids[i + 1 :])
+            if rest == tail:
+                return i
+            if len(rest) > len(tail):
+                return None
+        return None
+
     def p_first(self, top_logprobs: Mapping[int, float]) -> float | None:
         """p(Assistant 1) from one position's top-k logprobs, renormalised over the two verdicts.
 
@@ -115,6 +146,13 @@ class Judge:
         if n < min(len(one), len(two)) and (one[n], two[n]) == self.verdict_token_ids:
             return one[:n]
         return [*self._encode_generated(lead), *self._prefix_ids]
+
+    def _decode_generated(self, ids: Sequence[int]) -> str:
+        """Generated ids as the engine detokenises them (special tokens such as EOS dropped)."""
+        text = self._tokenizer.decode(
+            list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        return text if isinstance(text, str) else "".join(text)
 
     def _encode_generated(self, text: str) -> list[int]:
         if not self._marker_ids:

@@ -1,21 +1,29 @@
 """One vote: render, let the judge reason, read its verdict and the verdict's probability.
 
-Two engine calls per vote. The first samples the reasoning (up to the task's budget). The second
-is a one-token read with top-20 logprobs at the verdict position, which gives p(first):
-- natural verdict (OK): the verdict comes from the text; p(first) is read at the same position,
-  on the re-encoded completion up to its box + "\\boxed{Assistant " (the prompt prefix is cached);
-  p_first is None in the rare case that neither verdict token is in the read's top-20;
-- budget ran out without a verdict (BUDGET_FORCED): the generated ids are continued with the
-  judge's forced suffix (end of reasoning + "\\boxed{Assistant "); the verdict is the likelier of
-  the two verdict tokens (if neither is in the top-20, or they tie exactly: UNPARSEABLE);
+One engine call per natural verdict. The reasoning is sampled (up to the task's budget) with the
+top-20 logprobs of every generated token, so p(first) of a verdict the judge writes itself is
+read at its verdict token, in the same request:
+- natural verdict (OK): the verdict comes from the text; p(first) from the reasoning's logprobs
+  at the verdict token (`Judge.verdict_position`). Only when the judge wrote the box in another
+  tokenisation (or the engine returned no logprobs) is p(first) re-read by a second, one-token
+  call on the re-encoded completion up to its box + "\\boxed{Assistant " (prefix-cached); p_first
+  is None in the rare case that neither verdict token is in that read's top-20;
+- budget ran out without a verdict (BUDGET_FORCED): a second call continues the generated ids with
+  the judge's forced suffix (end of reasoning + "\\boxed{Assistant "); the verdict is the likelier
+  of the two verdict tokens (if neither is in the top-20, or they tie exactly: UNPARSEABLE);
 - the judge stopped by itself without a readable verdict (UNPARSEABLE): no second call, verdict
   UNDECIDED and p_first None. We do not invent a 0.5: the gateway counts it as no vote, and a
   forced read would put words in a judge that chose to stop (the reference counts it as a tie).
-Engine exceptions propagate: the worker decides between retry and failure.
+The logprobs are raw (before temperature scaling; see `Generation.logprobs`), so the one-call
+probability is the one a temperature-1 re-read reports. Engine exceptions propagate: the worker
+decides between retry and failure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from reward_service import metrics
 from reward_service.domain import ParseStatus, Verdict, VoteResult, VoteTask
 from reward_service.engine.base import Engine, Generation, SamplingSpec
 from reward_service.errors import Unavailable
@@ -34,42 +42,50 @@ async def judge_vote(judge: Judge, engine: Engine, task: VoteTask, request_id: s
         max_tokens=task.max_reasoning_tokens,
         temperature=task.temperature,
         seed=task.seed if engine.supports_seed else None,
+        logprobs=READ_TOP_LOGPROBS,
     )
+    metrics.ENGINE_REQUESTS.labels("reasoning").inc()
     gen = await engine.generate(prompt, spec, request_id)
     _check_finished(gen, request_id)
     parsed = judge.parse(gen.text)
     reasoning = parsed.reasoning if task.return_reasoning else None
 
     if parsed.status is ParseStatus.OK:
+        position = judge.verdict_position(gen.token_ids, gen.text, parsed)
+        if position is not None and gen.logprobs is not None and position < len(gen.logprobs):
+            p_first = judge.p_first(gen.logprobs[position])
+            return _vote(gen, None, parsed.verdict, p_first, ParseStatus.OK, reasoning)
         read_ids = [*prompt, *judge.reread_ids(gen.text, parsed)]
-        read = await _read_verdict(engine, read_ids, request_id)
-        verdict, status = parsed.verdict, ParseStatus.OK
+        read = await _read_verdict(engine, read_ids, request_id, "verdict_read")
         p_first = judge.p_first(_top_logprobs(read, request_id))
-    elif gen.finish_reason == "length":
+        return _vote(gen, read, parsed.verdict, p_first, ParseStatus.OK, reasoning)
+    if gen.finish_reason == "length":
         read_ids = [*prompt, *gen.token_ids, *judge.forced_suffix_ids(gen.text)]
-        read = await _read_verdict(engine, read_ids, request_id)
+        read = await _read_verdict(engine, read_ids, request_id, "forced_read")
         verdict, status, p_first = _forced_verdict(judge.p_first(_top_logprobs(read, request_id)))
-    else:
-        return VoteResult(
-            verdict=Verdict.UNDECIDED,
-            p_first=None,
-            status=ParseStatus.UNPARSEABLE,
-            reasoning_tokens=len(gen.token_ids),
-            prompt_tokens=gen.prompt_tokens,
-            completion_tokens=len(gen.token_ids),
-            cached_prompt_tokens=gen.cached_prompt_tokens,
-            reasoning=reasoning,
-        )
-    # Usage counts both calls: the read's prompt is mostly a prefix-cache hit, which
-    # cached_prompt_tokens shows.
+        return _vote(gen, read, verdict, p_first, status, reasoning)
+    return _vote(gen, None, Verdict.UNDECIDED, None, ParseStatus.UNPARSEABLE, reasoning)
+
+
+def _vote(
+    gen: Generation,
+    read: Generation | None,
+    verdict: Verdict,
+    p_first: float | None,
+    status: ParseStatus,
+    reasoning: str | None,
+) -> VoteResult:
+    """Usage counts both calls when there were two: the read's prompt is mostly a prefix-cache
+    hit, which cached_prompt_tokens shows."""
+    extra = read or Generation(token_ids=(), text="", finish_reason="stop", prompt_tokens=0)
     return VoteResult(
         verdict=verdict,
         p_first=p_first,
         status=status,
         reasoning_tokens=len(gen.token_ids),
-        prompt_tokens=gen.prompt_tokens + read.prompt_tokens,
-        completion_tokens=len(gen.token_ids) + len(read.token_ids),
-        cached_prompt_tokens=gen.cached_prompt_tokens + read.cached_prompt_tokens,
+        prompt_tokens=gen.prompt_tokens + extra.prompt_tokens,
+        completion_tokens=len(gen.token_ids) + len(extra.token_ids),
+        cached_prompt_tokens=gen.cached_prompt_tokens + extra.cached_prompt_tokens,
         reasoning=reasoning,
     )
 
@@ -82,16 +98,19 @@ def _forced_verdict(p_first: float | None) -> tuple[Verdict, ParseStatus, float 
     return verdict, ParseStatus.BUDGET_FORCED, p_first
 
 
-async def _read_verdict(engine: Engine, prompt_ids: list[int], request_id: str) -> Generation:
+async def _read_verdict(
+    engine: Engine, prompt_ids: list[int], request_id: str, purpose: str
+) -> Generation:
     # Temperature 1: the logprobs are the model's own distribution whichever way an engine
     # reports them (raw or after temperature scaling). No seed: nothing is sampled that matters.
     spec = SamplingSpec(max_tokens=1, temperature=1.0, logprobs=READ_TOP_LOGPROBS)
+    metrics.ENGINE_REQUESTS.labels(purpose).inc()
     read = await engine.generate(prompt_ids, spec, f"{request_id}/verdict")
     _check_finished(read, f"{request_id}/verdict")
     return read
 
 
-def _top_logprobs(read: Generation, request_id: str) -> dict[int, float]:
+def _top_logprobs(read: Generation, request_id: str) -> Mapping[int, float]:
     if not read.logprobs:
         raise VerdictReadError(f"{request_id}: the engine returned no logprobs for the verdict")
     return read.logprobs[0]

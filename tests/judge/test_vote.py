@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,7 @@ from reward_service.domain import Pair, ParseStatus, Verdict, VoteTask
 from reward_service.engine.base import Engine
 from reward_service.errors import Unavailable
 from reward_service.judge import Judge
+from reward_service.judge.judge import VERDICT_TEXTS
 from reward_service.testing.scripted_engine import EngineCall, ScriptedEngine, ScriptedReply
 from reward_service.worker.vote import VerdictReadError, judge_vote
 
@@ -32,9 +34,93 @@ def read(judge: Judge, p1: float, p2: float, *others: float) -> ScriptedReply:
 
 
 def reasoning(text: str, finish: str = "stop", n_tokens: int = 12) -> ScriptedReply:
+    """A completion whose token ids are not its text's (so a natural verdict needs a re-read)."""
     return ScriptedReply(
         text=text, token_ids=tuple(range(100, 100 + n_tokens)), finish_reason=finish
     )
+
+
+def written(
+    judge: Judge, before: str, verdict: int, after: str, p1: float, p2: float
+) -> ScriptedReply:
+    """A completion `before` + "\\boxed{Assistant N" + `after`, as the judge's engine returns it:
+    its real token ids (+ EOS when it stopped) and top logprobs at every position, holding the
+    two verdict tokens with probs p1, p2 at the verdict token."""
+    text = before + VERDICT_TEXTS[verdict - 1][:-1] + after
+    head = judge.reread_ids(text, judge.parse(text))
+    tail = judge._tokenizer.encode(after, add_special_tokens=False)
+    eos = judge._tokenizer.eos_token_id
+    ids = (*head, judge.verdict_token_ids[verdict - 1], *tail, eos)
+    one, two = judge.verdict_token_ids
+    top = [{token: -0.1, 7: -3.0} for token in ids]
+    top[len(head)] = {one: math.log(p1), two: math.log(p2), 7: math.log(1 - p1 - p2)}
+    return ScriptedReply(text=text, token_ids=ids, finish_reason="stop", logprobs=tuple(top))
+
+
+@pytest.mark.parametrize(
+    ("before", "verdict", "after"),
+    [
+        ("Paris is right.\n</think>\n\n", 1, "}"),
+        ("Lyon is wrong.</think>\n", 2, "} because Assistant 1 said 2 cities"),
+        ("</think>\\boxed{Assistant 1} no, ", 2, "}"),  # the last box counts
+    ],
+)
+async def test_a_written_verdict_costs_one_engine_call(
+    rrm_judge: Judge, before: str, verdict: int, after: str
+) -> None:
+    engine = ScriptedEngine([written(rrm_judge, before, verdict, after, 0.6, 0.3)])
+    result = await judge_vote(rrm_judge, engine, TASK, "r1")
+    assert (result.verdict, result.status) == (Verdict(verdict), ParseStatus.OK)
+    assert result.p_first == pytest.approx(2 / 3)
+    assert len(engine.calls) == 1 and engine.calls[0].spec.logprobs == 20
+    reply = engine.calls[0]
+    assert result.completion_tokens == result.reasoning_tokens
+    assert result.prompt_tokens == len(reply.prompt_ids)
+
+
+async def test_a_written_verdict_on_smollm2_costs_one_engine_call(smol_judge: Judge) -> None:
+    reply = written(smol_judge, "Response 2 is better. ", 2, "}", 0.1, 0.8)
+    engine = ScriptedEngine([reply])
+    result = await judge_vote(smol_judge, engine, TASK, "r")
+    assert (result.verdict, result.p_first) == (Verdict.SECOND, pytest.approx(0.1 / 0.9))
+    assert len(engine.calls) == 1
+
+
+@pytest.mark.parametrize("drop", ["logprobs", "fbox", "token"])
+async def test_a_verdict_the_reasoning_cannot_place_is_re_read(rrm_judge: Judge, drop: str) -> None:
+    """No logprobs, a \\fbox, or the verdict spelled in other tokens: a second, one-token read."""
+    reply = written(rrm_judge, "ok</think>", 1, "}", 0.6, 0.3)
+    if drop == "logprobs":
+        reply = replace(reply, logprobs=None)
+    elif drop == "fbox":
+        reply = replace(reply, text=reply.text.replace("\\boxed", "\\fbox"))
+    else:  # "Assistant 1" written with a different token for the digit
+        ids = list(reply.token_ids)
+        ids[ids.index(rrm_judge.verdict_token_ids[0])] = 15  # "0"
+        reply = replace(reply, token_ids=tuple(ids))
+    engine = ScriptedEngine([reply, read(rrm_judge, 0.2, 0.2)])
+    result = await judge_vote(rrm_judge, engine, TASK, "r")
+    assert (result.verdict, result.p_first) == (Verdict.FIRST, pytest.approx(0.5))
+    assert len(engine.calls) == 2 and engine.calls[1].spec.max_tokens == 1
+
+
+async def test_engine_requests_per_judgment_are_one_plus_the_forced(rrm_judge: Judge) -> None:
+    """Natural verdicts: one request each; budget-forced: two; stopped without one: one."""
+    replies = [written(rrm_judge, f"case {i}</think>", 1 + i % 2, "}", 0.5, 0.4) for i in range(6)]
+    replies += [reasoning(f"still {i}", "length") for i in range(3)] + [reasoning("no", "stop")]
+
+    def responder(call: EngineCall) -> ScriptedReply:
+        if call.spec.max_tokens == 1:
+            return read(rrm_judge, 0.3, 0.6)
+        return replies[int(call.request_id)]
+
+    engine = ScriptedEngine(responder)
+    results = [await judge_vote(rrm_judge, engine, TASK, str(i)) for i in range(len(replies))]
+    statuses = [r.status for r in results]
+    assert statuses == [ParseStatus.OK] * 6 + [ParseStatus.BUDGET_FORCED] * 3 + [
+        ParseStatus.UNPARSEABLE
+    ]
+    assert len(engine.calls) == len(replies) + 3
 
 
 async def test_natural_verdict_reads_its_probability_at_the_verdict(rrm_judge: Judge) -> None:
@@ -47,7 +133,7 @@ async def test_natural_verdict_reads_its_probability_at_the_verdict(rrm_judge: J
     prompt = rrm_judge.render(PAIR)
     assert first.prompt_ids == tuple(prompt)
     assert (first.spec.max_tokens, first.spec.temperature, first.spec.seed) == (64, 0.6, 7)
-    assert first.spec.logprobs is None and first.request_id == "r1"
+    assert first.spec.logprobs == 20 and first.request_id == "r1"
     assert second.prompt_ids == (
         *prompt,
         *rrm_judge.reread_ids(completion, rrm_judge.parse(completion)),
@@ -195,7 +281,7 @@ async def test_cancelling_a_vote_aborts_the_engine_request(rrm_judge: Judge) -> 
 
 async def test_votes_run_concurrently_on_one_engine(rrm_judge: Judge) -> None:
     def responder(call: EngineCall) -> ScriptedReply:
-        if call.spec.logprobs:
+        if call.spec.max_tokens == 1:
             return read(rrm_judge, 0.7, 0.3)
         return reasoning("fine</think>\\boxed{Assistant 1}")
 
