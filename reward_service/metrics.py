@@ -47,6 +47,12 @@ DEAD_LETTERS = Counter("rrm_dead_letters_total", "Jobs moved to the dead-letter 
 CACHE = Counter("rrm_verdict_cache_total", "Verdict cache lookups", ["result"])  # hit | miss
 PROMPT_TOKENS = Counter("rrm_engine_prompt_tokens_total", "Prompt tokens sent to the engine")
 COMPLETION_TOKENS = Counter("rrm_engine_completion_tokens_total", "Tokens the engine generated")
+ENGINE_REQUESTS = Counter(
+    "rrm_engine_requests_total",
+    "Engine requests of judgments: reasoning (one per vote), verdict_read (a natural verdict the "
+    "reasoning's logprobs could not place), forced_read (no verdict by itself)",
+    ["purpose"],
+)
 ENGINE_RESTARTS = Counter("rrm_engine_restarts_total", "Engine restarts after it died")
 ENGINE_UP = Gauge("rrm_engine_up", "1 while this worker's engine answers, 0 during an outage")
 ENGINE_OUTAGES = Counter(
