@@ -44,6 +44,10 @@ class AdapterSettings(BaseSettings):
     n_samples_per_prompt: int = Field(default=0, ge=0)
     # How long a partly filled group waits for its missing samples before it is judged as is.
     group_timeout_s: float = Field(default=120.0, gt=0)
+    # reward_func: samples one OpenRLHF engine actor may have in flight to the service at once.
+    # OpenRLHF runs each call through asyncio.to_thread, whose default pool (min(32, cores + 4)
+    # threads) would cap it far below what the service's engines batch.
+    reward_concurrency: int = Field(default=256, ge=1)
 
     @field_validator("strategy")
     @classmethod
