@@ -48,6 +48,48 @@ def plain_env(container: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def queue_env(container: dict[str, Any], secrets: dict[str, dict[str, bytes]]) -> dict[str, str]:
+    """The container's RRM_QUEUE__ settings as the kubelet hands them to the process: Secret keys
+    read from `secrets`, $(VAR) references to earlier variables expanded."""
+    seen: dict[str, str] = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            value = var["value"]
+            for name, earlier in seen.items():
+                value = value.replace(f"$({name})", earlier)
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            value = secrets[ref["name"]][ref["key"]].decode()
+        else:
+            continue
+        seen[var["name"]] = value
+    return {k: v for k, v in seen.items() if k.startswith("RRM_QUEUE__")}
+
+
+def start_scripted_worker(tmp: Path, env: dict[str, str]) -> GatewayProcess:
+    """tests.ops.scripted_worker (`app.run_worker` with a scripted engine) with `env` on top of
+    the test's environment; its metrics port is `metrics_port` (it has no gRPC port)."""
+    metrics_port = free_port()
+    full = dict(os.environ)
+    full.setdefault("RRM_CACHE_DIR", str(REPO / ".cache"))
+    full |= {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    full |= env | {
+        "RRM_WORKER__METRICS_HOST": "127.0.0.1",
+        "RRM_WORKER__METRICS_PORT": str(metrics_port),
+    }
+    tmp.mkdir(parents=True, exist_ok=True)
+    log_path = tmp / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.ops.scripted_worker"],
+            cwd=REPO,
+            env=full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return GatewayProcess(process, 0, metrics_port, log_path)
+
+
 def http_status(port: int, path: str) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as reply:

@@ -100,7 +100,7 @@ def test_trigger_authentication_uses_the_pods_redis_secret(render: RenderFn) -> 
             r["parameter"]: (r["name"], r["key"])
             for r in rendered.one("TriggerAuthentication")["spec"]["secretTargetRef"]
         }
-        password = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        password = env["RRM_QUEUE__REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert refs["password"] == (password["name"], password["key"])
         if "REDIS_USERNAME" in env:
             username = env["REDIS_USERNAME"]["valueFrom"]["secretKeyRef"]
@@ -308,9 +308,11 @@ def test_no_secret_is_written_into_a_pod_spec(render: RenderFn, name: str) -> No
             names = [v["name"] for v in env]
             if "RRM_QUEUE__REDIS_URL" in names:
                 url = env[names.index("RRM_QUEUE__REDIS_URL")]["value"]
-                assert ":$(REDIS_PASSWORD)@" in url
-                # $(VAR) expands only variables defined earlier in the list.
-                assert names.index("REDIS_PASSWORD") < names.index("RRM_QUEUE__REDIS_URL")
+                assert "PASSWORD" not in url  # beside the URL: RRM_QUEUE__REDIS_PASSWORD
+                assert "RRM_QUEUE__REDIS_PASSWORD" in names
+                if "$(REDIS_USERNAME)" in url:
+                    # $(VAR) expands only variables defined earlier in the list.
+                    assert names.index("REDIS_USERNAME") < names.index("RRM_QUEUE__REDIS_URL")
 
 
 def test_built_in_redis(render: RenderFn) -> None:
@@ -333,7 +335,7 @@ def test_built_in_redis(render: RenderFn) -> None:
     assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(redis))
     url = env_of(worker_container(rendered))["RRM_QUEUE__REDIS_URL"]["value"]
     host = f"{service['metadata']['name']}.{NAMESPACE}.svc"
-    assert url == f"redis://:$(REDIS_PASSWORD)@{host}:6379/0"
+    assert url == f"redis://{host}:6379/0"
     address = rendered.one("ScaledObject")["spec"]["triggers"][0]["metadata"]["address"]
     assert address == f"{host}:6379"
 
@@ -341,7 +343,8 @@ def test_built_in_redis(render: RenderFn) -> None:
 def test_existing_redis_secret_is_used_as_is(render_values: RenderValuesFn) -> None:
     rendered = render_values({"redis": {"auth": {"existingSecret": "mine", "passwordKey": "pw"}}})
     assert rendered.kinds("Secret") == []
-    ref = env_of(worker_container(rendered))["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    env = env_of(worker_container(rendered))
+    ref = env["RRM_QUEUE__REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "mine", "key": "pw"}
 
 
@@ -353,9 +356,9 @@ def test_external_redis(render: RenderFn) -> None:
     for component in ("gateway", "worker"):
         env = env_of(rendered.container("Deployment", component))
         assert env["RRM_QUEUE__REDIS_URL"]["value"] == (
-            "rediss://$(REDIS_USERNAME):$(REDIS_PASSWORD)@redis.data.svc:6380/2"
+            "rediss://$(REDIS_USERNAME)@redis.data.svc:6380/2"
         )
-        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        assert env["RRM_QUEUE__REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
             "name": "shared-redis",
             "key": "password",
         }

@@ -1,6 +1,8 @@
 """The built-in Redis, run for real: the chart's redis.conf and start script on a local
 redis-server (7.0+). Checks what a manifest cannot show: the password is required but absent
-from the command line, the append-only file is on, eviction is off, the group lag KEDA reads."""
+from the command line, the append-only file is on, eviction is off, the group lag KEDA reads;
+a gateway and a worker given the chart's queue env (the password beside the URL, with
+characters a URL would mangle) connect, and a wrong password stops them with a clear error."""
 
 from __future__ import annotations
 
@@ -11,9 +13,20 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from reward_service.queue.redis_client import RedisAuthFailed, RedisTarget, check_server, close
+from reward_service.queue.redis_client import connect as redis_connect
+from tests.helm.gateway_process import (
+    http_status,
+    queue_env,
+    start_gateway,
+    start_scripted_worker,
+    stop_gateway,
+    wait_alive,
+)
 from tests.helm.rendering import Rendered, env_of
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -21,7 +34,8 @@ REDIS_CLI = shutil.which("redis-cli")
 pytestmark = pytest.mark.skipif(
     not (REDIS_SERVER and REDIS_CLI), reason="redis-server/redis-cli not installed"
 )
-PASSWORD = "k8sTestPassw0rd"
+# Characters a URL would mangle (userinfo and path delimiters, a fragment, an escape).
+PASSWORD = "k8s:p@ss/w0rd#?%"
 
 
 def free_port() -> int:
@@ -121,3 +135,93 @@ def test_the_group_lag_keda_reads_is_there(
         cli(port, "xadd", names.jobs_stream, "*", "job", "{}")
     info = cli(port, "xinfo", "groups", names.jobs_stream).splitlines()
     assert info[info.index("lag") + 1] == "3"
+
+
+def chart_queue_envs(rendered: Rendered, port: int) -> dict[str, dict[str, str]]:
+    """The gateway's and worker's RRM_QUEUE__ env as the kubelet resolves it (the Secret holds
+    PASSWORD), the URL's host and port moved to the local Redis."""
+    secret = rendered.one("Secret", "redis")
+    secrets = {secret["metadata"]["name"]: {key: PASSWORD.encode() for key in secret["data"]}}
+    envs = {}
+    for component in ("gateway", "worker"):
+        env = queue_env(rendered.container("Deployment", component), secrets)
+        url = urlsplit(env["RRM_QUEUE__REDIS_URL"])
+        assert env["RRM_QUEUE__REDIS_PASSWORD"] == PASSWORD
+        assert url.password is None and "$(" not in url.geturl()
+        env["RRM_QUEUE__REDIS_URL"] = url._replace(netloc=f"127.0.0.1:{port}").geturl()
+        envs[component] = env
+    return envs
+
+
+def test_gateway_and_worker_connect_with_the_chart_env(
+    render: Callable[[str], Rendered],
+    chart_redis: tuple[int, subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    port, _ = chart_redis
+    envs = chart_queue_envs(render("defaults"), port)
+    worker = start_scripted_worker(tmp_path / "worker", envs["worker"])
+    gateway = start_gateway(
+        tmp_path / "gateway", envs["gateway"]["RRM_QUEUE__REDIS_URL"], envs["gateway"]
+    )
+    try:
+        wait_alive(gateway)
+        # Ready only once its warm-up judgment crossed Redis to the worker and back: both in.
+        deadline = time.monotonic() + 120
+        while http_status(gateway.metrics_port, "/healthz") != 200:
+            assert time.monotonic() < deadline, f"{gateway.log()}\n{worker.log()}"
+            assert worker.process.poll() is None, worker.log()
+            time.sleep(0.5)
+        assert http_status(worker.metrics_port, "/healthz") == 200
+    finally:
+        stop_gateway(gateway)
+        stop_gateway(worker)
+
+
+def test_a_wrong_password_stops_the_gateway_with_a_clear_error(
+    render: Callable[[str], Rendered],
+    chart_redis: tuple[int, subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    port, _ = chart_redis
+    env = chart_queue_envs(render("defaults"), port)["gateway"]
+    env["RRM_QUEUE__REDIS_PASSWORD"] = wrong = "not-the-password"
+    gateway = start_gateway(tmp_path, env["RRM_QUEUE__REDIS_URL"], env)
+    try:
+        code = gateway.process.wait(timeout=180)
+    finally:
+        stop_gateway(gateway)
+    log = gateway.log()
+    assert code != 0
+    assert "RedisAuthFailed" in log and "refused the credentials" in log, log
+    assert "RRM_QUEUE__REDIS_PASSWORD" in log
+    assert wrong not in log
+
+
+async def test_password_sources(
+    chart_redis: tuple[int, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Beside the URL as a value or a file (a trailing newline is no part of it); one source."""
+    port, _ = chart_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    secret_file = tmp_path / "password"
+    secret_file.write_text(PASSWORD + "\n")
+    for target in (
+        RedisTarget(url, password=PASSWORD),
+        RedisTarget(url, password_file=str(secret_file)),
+    ):
+        redis = redis_connect(target, retries=0)
+        try:
+            await check_server(redis)
+        finally:
+            await close(redis)
+    redis = redis_connect(RedisTarget(url, password="wrong"), retries=0)
+    try:
+        with pytest.raises(RedisAuthFailed, match="refused the credentials"):
+            await check_server(redis)
+    finally:
+        await close(redis)
+    with pytest.raises(ValueError, match="given twice"):
+        redis_connect(RedisTarget(f"redis://:x@127.0.0.1:{port}/0", password=PASSWORD))
+    with pytest.raises(ValueError, match="given twice"):
+        redis_connect(RedisTarget(url, password="a", password_file=str(secret_file)))

@@ -124,8 +124,9 @@ app.kubernetes.io/part-of: rrm-serve
 {{- end -}}
 
 {{/*
-Queue env: the password (and ACL user) come from the Secret; the URL refers to them with
-Kubernetes' dependent-variable syntax $(VAR), so no secret is ever written into a manifest.
+Queue env: the password comes from the Secret key as RRM_QUEUE__REDIS_PASSWORD, beside the URL,
+not in it (any characters; no secret is ever written into a manifest). An ACL user name is
+placed in the URL with Kubernetes' dependent-variable syntax $(VAR).
 */}}
 {{- define "rrm.queueEnv" -}}
 - name: RRM_QUEUE__KIND
@@ -137,13 +138,13 @@ Kubernetes' dependent-variable syntax $(VAR), so no secret is ever written into 
       name: {{ include "rrm.redis.secretName" . }}
       key: {{ include "rrm.redis.usernameKey" . }}
 {{- end }}
-- name: REDIS_PASSWORD
+- name: RRM_QUEUE__REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "rrm.redis.secretName" . }}
       key: {{ include "rrm.redis.passwordKey" . }}
 - name: RRM_QUEUE__REDIS_URL
-  value: {{ printf "%s://%s:$(REDIS_PASSWORD)@%s:%s/%s" (ternary "rediss" "redis" (eq (include "rrm.redis.tls" .) "true")) (ternary "$(REDIS_USERNAME)" "" (ne (include "rrm.redis.usernameKey" .) "")) (include "rrm.redis.host" .) (include "rrm.redis.port" .) (include "rrm.redis.database" .) | quote }}
+  value: {{ printf "%s://%s%s:%s/%s" (ternary "rediss" "redis" (eq (include "rrm.redis.tls" .) "true")) (ternary "$(REDIS_USERNAME)@" "" (ne (include "rrm.redis.usernameKey" .) "")) (include "rrm.redis.host" .) (include "rrm.redis.port" .) (include "rrm.redis.database" .) | quote }}
 {{- with .Values.verdictCache }}
 {{- if .enabled }}
 {{- if .existingSecret }}
