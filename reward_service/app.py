@@ -25,7 +25,7 @@ from reward_service.gateway.server import GatewayServer, tls_credentials
 from reward_service.gateway.service import RewardService
 from reward_service.gateway.validation import Defaults
 from reward_service.judge import Judge, JudgeProfile, detect_profile
-from reward_service.observe import start_http
+from reward_service.observe import report_queue_depth, start_http
 from reward_service.queue.base import Broker
 from reward_service.queue.cache import MemoryVerdictCache, RedisVerdictCache, VerdictCache
 from reward_service.queue.fleet import Fleet, MemoryFleet, RedisFleet
@@ -241,6 +241,7 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     worker = build_worker(settings, broker, judge, engine, fleet)
     server, comparator = build_gateway(settings, broker, judge, fleet=fleet)
     port = await server.start()
+    depth = asyncio.create_task(report_queue_depth(broker))
     worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
     # During an engine outage the gateway reports NOT_SERVING; calls already accepted wait in
     # the queue for the engine (up to their deadline) instead of failing.
@@ -255,6 +256,7 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     )
     log.info("shutting down: draining gateway, then worker")
     await server.stop(settings.gateway.grace_s)
+    depth.cancel()
     lost = await _finish_worker(worker, worker_task)
     await broker.close()
     await engine.close()
@@ -275,6 +277,7 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
     await broker.start()
     server, comparator = build_gateway(settings, broker, judge, fleet=build_fleet(broker))
     port = await server.start()
+    depth = asyncio.create_task(report_queue_depth(broker))
     if settings.gateway.warmup:
         warm = asyncio.create_task(server.warm_up(comparator, settings.gateway.warmup_timeout_s))
         await asyncio.wait(
@@ -289,6 +292,7 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
     await stopper.event.wait()
     log.info("shutting down: NOT_SERVING, draining in-flight calls")
     await server.stop(settings.gateway.grace_s)
+    depth.cancel()
     await broker.close()
     if http is not None:
         http.close()

@@ -7,11 +7,14 @@ the same endpoint beside their gRPC health service. asyncio only: no extra web f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reward_service import metrics
+from reward_service.errors import Unavailable
+from reward_service.queue.base import Broker
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +49,12 @@ async def start_http(host: str, port: int) -> asyncio.Server | None:
     server = await asyncio.start_server(_handle, host, port)
     log.info("metrics and health on http://%s:%d/metrics", host, port)
     return server
+
+
+async def report_queue_depth(broker: Broker, every_s: float = 5.0) -> None:
+    """Keep rrm_queue_depth (jobs waiting plus in flight) current for dashboards and the backlog
+    alert, also while no call arrives: the gateway otherwise reads the depth only on submit."""
+    while True:
+        with contextlib.suppress(Unavailable):
+            metrics.QUEUE_DEPTH.set(await broker.depth())
+        await asyncio.sleep(every_s)

@@ -18,6 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from reward_service import metrics
 from reward_service.domain import ParseStatus, VoteResult
 from reward_service.errors import Overloaded
 from reward_service.queue.base import Delivery, JobEnvelope
@@ -241,6 +242,7 @@ class MemoryBroker:
 
     def _dead_letter(self, job_id: str, reason: str) -> None:
         log.warning("job %s dead-lettered: %s", job_id, reason)
+        metrics.DEAD_LETTERS.inc()
         self._dead_letters.append((job_id, reason))
         self._forget(job_id)
         self._resolve(job_id, VoteResult.failed(reason))

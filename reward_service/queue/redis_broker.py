@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
+from reward_service import metrics
 from reward_service.domain import ParseStatus, VoteResult
 from reward_service.errors import Overloaded, Unavailable
 from reward_service.queue import names as n
@@ -547,6 +548,7 @@ class RedisBroker:
         """Dead-letter a job and tell its caller, so nobody waits for it until the deadline."""
         log.warning("job %s (entry %s) dead-lettered: %s", job_id or "?", eid, reason)
         self.stats.dead_letters += 1
+        metrics.DEAD_LETTERS.inc()
         self._recent_dead.append((job_id, reason))
         failed = encode_result(VoteResult.failed(reason))
 
