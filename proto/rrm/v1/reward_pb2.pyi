@@ -112,6 +112,16 @@ class _ParseStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ParseStat
     """The judgment could not be made (engine failure, retries exhausted,
     deadline passed): see `error`. Never counted as a verdict.
     """
+    PARSE_STATUS_DEADLINE_FORCED: _ParseStatus.ValueType  # 5
+    """The call's deadline was near while the judge was still reasoning: the
+    reasoning was closed and the verdict read from the next-token
+    probabilities, as for BUDGET_FORCED (see JudgeOptions.no_deadline_forcing).
+    """
+    PARSE_STATUS_STOP_FORCED: _ParseStatus.ValueType  # 6
+    """The judge stopped without a parseable verdict and the caller asked for
+    one (JudgeOptions.force_verdict_on_stop): read from the next-token
+    probabilities after the end of reasoning and "\\boxed{Assistant".
+    """
 
 class ParseStatus(_ParseStatus, metaclass=_ParseStatusEnumTypeWrapper): ...
 
@@ -127,6 +137,16 @@ PARSE_STATUS_UNPARSEABLE: ParseStatus.ValueType  # 3
 PARSE_STATUS_FAILED: ParseStatus.ValueType  # 4
 """The judgment could not be made (engine failure, retries exhausted,
 deadline passed): see `error`. Never counted as a verdict.
+"""
+PARSE_STATUS_DEADLINE_FORCED: ParseStatus.ValueType  # 5
+"""The call's deadline was near while the judge was still reasoning: the
+reasoning was closed and the verdict read from the next-token
+probabilities, as for BUDGET_FORCED (see JudgeOptions.no_deadline_forcing).
+"""
+PARSE_STATUS_STOP_FORCED: ParseStatus.ValueType  # 6
+"""The judge stopped without a parseable verdict and the caller asked for
+one (JudgeOptions.force_verdict_on_stop): read from the next-token
+probabilities after the end of reasoning and "\\boxed{Assistant".
 """
 Global___ParseStatus: _TypeAlias = ParseStatus  # noqa: Y015
 
@@ -216,6 +236,8 @@ class JudgeOptions(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     RETURN_REASONING_FIELD_NUMBER: _builtins.int
     NO_CACHE_FIELD_NUMBER: _builtins.int
+    NO_DEADLINE_FORCING_FIELD_NUMBER: _builtins.int
+    FORCE_VERDICT_ON_STOP_FIELD_NUMBER: _builtins.int
     votes: _builtins.int
     """Independent samples of the comparison (majority vote). 0 means 1."""
     order: Global___Order.ValueType
@@ -234,6 +256,18 @@ class JudgeOptions(_message.Message):
     """Return the judge's reasoning text in each vote."""
     no_cache: _builtins.bool
     """Skip the verdict cache for this request."""
+    no_deadline_forcing: _builtins.bool
+    """By default a judgment still reasoning close to the call's deadline has its
+    reasoning closed and its verdict read from the next-token probabilities
+    (parse status DEADLINE_FORCED), so the call answers in time. Set this to
+    let such judgments run on and miss the deadline instead.
+    """
+    force_verdict_on_stop: _builtins.bool
+    """When the judge stops by itself without a parseable verdict, read one from
+    the next-token probabilities after the end of reasoning and
+    "\\boxed{Assistant" (parse status STOP_FORCED) instead of reporting the
+    vote undecided (UNPARSEABLE, the default).
+    """
     def __init__(
         self,
         *,
@@ -244,10 +278,12 @@ class JudgeOptions(_message.Message):
         seed: _builtins.int | None = ...,
         return_reasoning: _builtins.bool = ...,
         no_cache: _builtins.bool = ...,
+        no_deadline_forcing: _builtins.bool = ...,
+        force_verdict_on_stop: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "max_reasoning_tokens", b"max_reasoning_tokens", "no_cache", b"no_cache", "order", b"order", "return_reasoning", b"return_reasoning", "seed", b"seed", "temperature", b"temperature", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "force_verdict_on_stop", b"force_verdict_on_stop", "max_reasoning_tokens", b"max_reasoning_tokens", "no_cache", b"no_cache", "no_deadline_forcing", b"no_deadline_forcing", "order", b"order", "return_reasoning", b"return_reasoning", "seed", b"seed", "temperature", b"temperature", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
