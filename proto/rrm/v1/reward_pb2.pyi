@@ -165,6 +165,26 @@ class _StrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Strategy.Val
     """Round robin with a Bradley-Terry maximum likelihood fit."""
     STRATEGY_WIN_RATE: _Strategy.ValueType  # 4
     """Round robin, candidates ordered by wins."""
+    STRATEGY_SWISS: _Strategy.ValueType  # 5
+    """Swiss system: every round each candidate meets one with a similar score, never the same
+    one twice; ceil(log2 n) + 2 rounds of n/2 matches (fewer when no pairing without a
+    rematch is left), ranked by a Bradley-Terry fit. A full ranking in O(n log n).
+    """
+    STRATEGY_ANCHORED_KNOCKOUT: _Strategy.ValueType  # 6
+    """Anchored seeded single elimination (ArenaRL): every candidate is first compared with one
+    anchor candidate (`reference_index`, else a seeded random one); those results seed a
+    bracket in which strong candidates meet late. At most 2(n-1) matches.
+    """
+    STRATEGY_IN_GROUP_REFERENCE: _Strategy.ValueType  # 7
+    """In-group reference (BRPO): every other candidate is compared with one of the group
+    (`reference_index`, else a seeded random one): n-1 matches; score = p(beats it).
+    """
+    STRATEGY_ADAPTIVE: _Strategy.ValueType  # 8
+    """Adaptive: a merge tree truncated to the target (top-1 is a knockout, full a merge sort)
+    whose comparisons take one judgment at a time until p(A) and the votes settle them with
+    the stated confidence; extra judgments only on close pairs, never past the budget.
+    Options in `adaptive`; `options.votes` must be 0 or 1 (one judgment per match).
+    """
 
 class Strategy(_Strategy, metaclass=_StrategyEnumTypeWrapper): ...
 
@@ -177,7 +197,54 @@ STRATEGY_BRADLEY_TERRY: Strategy.ValueType  # 3
 """Round robin with a Bradley-Terry maximum likelihood fit."""
 STRATEGY_WIN_RATE: Strategy.ValueType  # 4
 """Round robin, candidates ordered by wins."""
+STRATEGY_SWISS: Strategy.ValueType  # 5
+"""Swiss system: every round each candidate meets one with a similar score, never the same
+one twice; ceil(log2 n) + 2 rounds of n/2 matches (fewer when no pairing without a
+rematch is left), ranked by a Bradley-Terry fit. A full ranking in O(n log n).
+"""
+STRATEGY_ANCHORED_KNOCKOUT: Strategy.ValueType  # 6
+"""Anchored seeded single elimination (ArenaRL): every candidate is first compared with one
+anchor candidate (`reference_index`, else a seeded random one); those results seed a
+bracket in which strong candidates meet late. At most 2(n-1) matches.
+"""
+STRATEGY_IN_GROUP_REFERENCE: Strategy.ValueType  # 7
+"""In-group reference (BRPO): every other candidate is compared with one of the group
+(`reference_index`, else a seeded random one): n-1 matches; score = p(beats it).
+"""
+STRATEGY_ADAPTIVE: Strategy.ValueType  # 8
+"""Adaptive: a merge tree truncated to the target (top-1 is a knockout, full a merge sort)
+whose comparisons take one judgment at a time until p(A) and the votes settle them with
+the stated confidence; extra judgments only on close pairs, never past the budget.
+Options in `adaptive`; `options.votes` must be 0 or 1 (one judgment per match).
+"""
 Global___Strategy: _TypeAlias = Strategy  # noqa: Y015
+
+class _AdaptiveTarget:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AdaptiveTargetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AdaptiveTarget.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ADAPTIVE_TARGET_UNSPECIFIED: _AdaptiveTarget.ValueType  # 0
+    """Means ADAPTIVE_TARGET_TOP_1."""
+    ADAPTIVE_TARGET_TOP_1: _AdaptiveTarget.ValueType  # 1
+    """The best candidate; the rest ordered by how far they got."""
+    ADAPTIVE_TARGET_TOP_K: _AdaptiveTarget.ValueType  # 2
+    """The best `top_k`, in order."""
+    ADAPTIVE_TARGET_FULL: _AdaptiveTarget.ValueType  # 3
+    """Every candidate in order."""
+
+class AdaptiveTarget(_AdaptiveTarget, metaclass=_AdaptiveTargetEnumTypeWrapper): ...
+
+ADAPTIVE_TARGET_UNSPECIFIED: AdaptiveTarget.ValueType  # 0
+"""Means ADAPTIVE_TARGET_TOP_1."""
+ADAPTIVE_TARGET_TOP_1: AdaptiveTarget.ValueType  # 1
+"""The best candidate; the rest ordered by how far they got."""
+ADAPTIVE_TARGET_TOP_K: AdaptiveTarget.ValueType  # 2
+"""The best `top_k`, in order."""
+ADAPTIVE_TARGET_FULL: AdaptiveTarget.ValueType  # 3
+"""Every candidate in order."""
+Global___AdaptiveTarget: _TypeAlias = AdaptiveTarget  # noqa: Y015
 
 class _ScoreMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -190,6 +257,11 @@ class _ScoreModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScoreMode.V
     """Candidates of one query are ranked; each gets a reward from its rating."""
     SCORE_MODE_REFERENCE: _ScoreMode.ValueType  # 2
     """Each candidate is compared with `reference`; reward = p(candidate better)."""
+    SCORE_MODE_IN_GROUP_REFERENCE: _ScoreMode.ValueType  # 3
+    """One of the candidates (`reference_index`, else a seeded random one) is the reference, and
+    every other is compared with it (n-1 matches, BRPO): reward = p(beats it) - 0.5, the
+    reference's own 0. The same as SCORE_MODE_GROUP with STRATEGY_IN_GROUP_REFERENCE.
+    """
 
 class ScoreMode(_ScoreMode, metaclass=_ScoreModeEnumTypeWrapper): ...
 
@@ -198,6 +270,11 @@ SCORE_MODE_GROUP: ScoreMode.ValueType  # 1
 """Candidates of one query are ranked; each gets a reward from its rating."""
 SCORE_MODE_REFERENCE: ScoreMode.ValueType  # 2
 """Each candidate is compared with `reference`; reward = p(candidate better)."""
+SCORE_MODE_IN_GROUP_REFERENCE: ScoreMode.ValueType  # 3
+"""One of the candidates (`reference_index`, else a seeded random one) is the reference, and
+every other is compared with it (n-1 matches, BRPO): reward = p(beats it) - 0.5, the
+reference's own 0. The same as SCORE_MODE_GROUP with STRATEGY_IN_GROUP_REFERENCE.
+"""
 Global___ScoreMode: _TypeAlias = ScoreMode  # noqa: Y015
 
 @_typing.final
@@ -562,6 +639,47 @@ class CompareBatchResponse(_message.Message):
 Global___CompareBatchResponse: _TypeAlias = CompareBatchResponse  # noqa: Y015
 
 @_typing.final
+class AdaptiveOptions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JUDGMENT_BUDGET_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    TOP_K_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    MAX_VOTES_PER_PAIR_FIELD_NUMBER: _builtins.int
+    judgment_budget: _builtins.int
+    """The most judgments (votes x orders) the ranking may use; never exceeded. 0: 3x the
+    comparisons the target may need. Below those comparisons: INVALID_ARGUMENT.
+    """
+    target: Global___AdaptiveTarget.ValueType
+    top_k: _builtins.int
+    """ADAPTIVE_TARGET_TOP_K: how many (1..n)."""
+    confidence: _builtins.float
+    """Probability the target is right that the judge's p(A) must promise before a comparison
+    stops early, within (0.5, 1). Unset: 0.9.
+    """
+    max_votes_per_pair: _builtins.int
+    """Judgments one pair may get at most. 0: 7."""
+    def __init__(
+        self,
+        *,
+        judgment_budget: _builtins.int = ...,
+        target: Global___AdaptiveTarget.ValueType = ...,
+        top_k: _builtins.int = ...,
+        confidence: _builtins.float | None = ...,
+        max_votes_per_pair: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence", "judgment_budget", b"judgment_budget", "max_votes_per_pair", b"max_votes_per_pair", "target", b"target", "top_k", b"top_k"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
+    _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence) -> _WhichOneofReturnType__confidence | None: ...
+
+Global___AdaptiveOptions: _TypeAlias = AdaptiveOptions  # noqa: Y015
+
+@_typing.final
 class RankRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -571,15 +689,25 @@ class RankRequest(_message.Message):
     CANDIDATES_FIELD_NUMBER: _builtins.int
     STRATEGY_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    ADAPTIVE_FIELD_NUMBER: _builtins.int
+    REFERENCE_INDEX_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     query: _builtins.str
     strategy: Global___Strategy.ValueType
+    reference_index: _builtins.int
+    """STRATEGY_ANCHORED_KNOCKOUT and STRATEGY_IN_GROUP_REFERENCE: the anchor or reference
+    candidate. Unset: a seeded random one.
+    """
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
     @_builtins.property
     def candidates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def options(self) -> Global___JudgeOptions: ...
+    @_builtins.property
+    def adaptive(self) -> Global___AdaptiveOptions:
+        """STRATEGY_ADAPTIVE only."""
+
     def __init__(
         self,
         *,
@@ -589,12 +717,16 @@ class RankRequest(_message.Message):
         candidates: _abc.Iterable[_builtins.str] | None = ...,
         strategy: Global___Strategy.ValueType = ...,
         options: Global___JudgeOptions | None = ...,
+        adaptive: Global___AdaptiveOptions | None = ...,
+        reference_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reference_index", b"_reference_index", "adaptive", b"adaptive", "options", b"options", "reference_index", b"reference_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "history", b"history", "options", b"options", "query", b"query", "request_id", b"request_id", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reference_index", b"_reference_index", "adaptive", b"adaptive", "candidates", b"candidates", "history", b"history", "options", b"options", "query", b"query", "reference_index", b"reference_index", "request_id", b"request_id", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__reference_index: _TypeAlias = _typing.Literal["reference_index"]  # noqa: Y015
+    _WhichOneofArgType__reference_index: _TypeAlias = _typing.Literal["_reference_index", b"_reference_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reference_index) -> _WhichOneofReturnType__reference_index | None: ...
 
 Global___RankRequest: _TypeAlias = RankRequest  # noqa: Y015
 
@@ -617,6 +749,7 @@ class Match(_message.Message):
     p_a: _builtins.float
     """Probability that candidate a beats candidate b."""
     round: _builtins.int
+    """The round; STRATEGY_ADAPTIVE: the merge level, one Match per judgment."""
     advanced: _builtins.int
     """Knockout: the candidate that went on to the next round: the winner, or when no verdict
     could be made (winner = -1) the tie-break pick (higher p_a, else a seeded coin).
@@ -654,7 +787,10 @@ class CandidateScore(_message.Message):
     CI_HIGH_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     score: _builtins.float
-    """Elo rating, Bradley-Terry strength, win rate, or the knockout round reached."""
+    """Elo rating, Bradley-Terry strength (also Swiss), win rate, the knockout round reached
+    (also anchored), p(beats the reference) (in-group reference), or the rank scaled to
+    [0, 1] (adaptive).
+    """
     wins: _builtins.int
     losses: _builtins.int
     ci_low: _builtins.float
@@ -841,6 +977,8 @@ class ScoreRequest(_message.Message):
     REFERENCE_FIELD_NUMBER: _builtins.int
     STRATEGY_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    ADAPTIVE_FIELD_NUMBER: _builtins.int
+    REFERENCE_INDEX_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     query: _builtins.str
     mode: Global___ScoreMode.ValueType
@@ -848,12 +986,18 @@ class ScoreRequest(_message.Message):
     """The reference response for SCORE_MODE_REFERENCE."""
     strategy: Global___Strategy.ValueType
     """The tournament for SCORE_MODE_GROUP (default round robin Elo)."""
+    reference_index: _builtins.int
+    """As in RankRequest (anchored knockout, in-group reference)."""
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
     @_builtins.property
     def candidates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def options(self) -> Global___JudgeOptions: ...
+    @_builtins.property
+    def adaptive(self) -> Global___AdaptiveOptions:
+        """STRATEGY_ADAPTIVE only."""
+
     def __init__(
         self,
         *,
@@ -865,12 +1009,16 @@ class ScoreRequest(_message.Message):
         reference: _builtins.str = ...,
         strategy: Global___Strategy.ValueType = ...,
         options: Global___JudgeOptions | None = ...,
+        adaptive: Global___AdaptiveOptions | None = ...,
+        reference_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reference_index", b"_reference_index", "adaptive", b"adaptive", "options", b"options", "reference_index", b"reference_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "history", b"history", "mode", b"mode", "options", b"options", "query", b"query", "reference", b"reference", "request_id", b"request_id", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reference_index", b"_reference_index", "adaptive", b"adaptive", "candidates", b"candidates", "history", b"history", "mode", b"mode", "options", b"options", "query", b"query", "reference", b"reference", "reference_index", b"reference_index", "request_id", b"request_id", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__reference_index: _TypeAlias = _typing.Literal["reference_index"]  # noqa: Y015
+    _WhichOneofArgType__reference_index: _TypeAlias = _typing.Literal["_reference_index", b"_reference_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reference_index) -> _WhichOneofReturnType__reference_index | None: ...
 
 Global___ScoreRequest: _TypeAlias = ScoreRequest  # noqa: Y015
 
