@@ -110,6 +110,35 @@ def _logging(level: str = "INFO") -> None:
     is_flag=True,
     help='A plain-string label is a group id (else only {"group": ...} labels).',
 )
+@click.option(
+    "--undersized",
+    type=click.Choice(["error", "neutral"]),
+    default="error",
+    show_default=True,
+    help="A cohort of one sample whose label has no reference: answer an error (HTTP 422) "
+    "or reward it --neutral-reward. Counted and logged either way.",
+)
+@click.option(
+    "--neutral-reward",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Reward of a lone sample under --undersized neutral, and of each sample of a cohort "
+    "whose samples are all identical (a tie).",
+)
+@click.option(
+    "--redis-url",
+    envvar="RRM_REMOTE_RM_REDIS_URL",
+    default=None,
+    help="Share cohorts across replicas through this Redis, e.g. the queue's "
+    "redis://rrm-redis:6379/0 (env RRM_REMOTE_RM_REDIS_URL). Without it: one process.",
+)
+@click.option(
+    "--namespace",
+    default="default",
+    show_default=True,
+    help="Keeps the cohorts of remote-RM deployments sharing one Redis apart.",
+)
 def remote_rm(
     host: str,
     port: int,
@@ -118,9 +147,14 @@ def remote_rm(
     flush_timeout: float,
     strategy: str | None,
     label_as_group: bool,
+    undersized: str,
+    neutral_reward: float,
+    redis_url: str | None,
+    namespace: str,
     **connection: Any,
 ) -> None:
     """OpenRLHF's remote reward model over HTTP (`--reward.remote_url http://HOST:PORT/get_reward`)."""
+    from policy_adapter.cohort_redis import RedisCohortConfig
     from policy_adapter.remote_rm import RemoteRMConfig, serve
 
     _logging()
@@ -131,6 +165,10 @@ def remote_rm(
             flush_timeout_s=flush_timeout,
             strategy=Strategy.parse(strategy or ""),
             label_as_group=label_as_group,
+            undersized=cast(Literal["error", "neutral"], undersized),
+            neutral_reward=neutral_reward,
+            redis_url=redis_url or None,
+            shared=RedisCohortConfig(namespace=namespace),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -1,12 +1,15 @@
 """Turning OpenRLHF's one-sample-at-a-time reward calls back into groups judged at once.
 
-OpenRLHF generates the n samples of a prompt together but rewards them one call each. Two
-buffers collect a prompt's samples and judge them in one tournament:
+OpenRLHF generates the n samples of a prompt together but rewards them one call each. Buffers
+collect a prompt's samples and judge them in one tournament:
 
-- `CohortBuffer` (the HTTP remote RM): calls are keyed (by prompt or a group id) and counted;
-  at `size` calls, or `timeout_s` after the first, the cohort is judged. A repeated call for a
-  text already judged gets the stored answer (OpenRLHF retries a request after a timeout or an
-  error), and a failed cohort stores nothing, so the retry judges again.
+- `CohortBuffer` (the HTTP remote RM, one process): calls are keyed (by prompt or a group id)
+  and counted; at `size` calls, or `timeout_s` after the first, the cohort is judged. A call
+  that arrives after its key's cohort closed is a new occurrence (a later step or epoch) and
+  opens a new cohort: answers are never reused across cohorts. A failed cohort fails every
+  member; OpenRLHF's retries then form a new cohort and are judged again.
+- `RedisCohorts` (`cohort_redis.py`): the same contract with the cohort state in Redis, for
+  several remote-RM replicas.
 - `SampleGroups` (the agent executor, in the engine's own event loop): each sample registers
   before generating, so the group size is known without configuration.
 """
@@ -15,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,25 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 # Judges one group: (key, texts) -> one result per text, in order. Raising fails every member.
 GroupJudge = Callable[[K, Sequence[str]], Awaitable[Sequence[T]]]
+# A cohort's judge also learns how many calls (members) the distinct texts stand for: a cohort
+# of one call has nothing to be compared with, one of several identical calls is a tie.
+CohortJudge = Callable[[K, Sequence[str], int], Awaitable[Sequence[T]]]
+
+
+K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Cohorts(Protocol[K_contra, T_co]):
+    """Where the remote RM puts a call: `submit` returns the call's result once its cohort is
+    judged (or raises the cohort's failure)."""
+
+    judged_cohorts: int
+    timed_out_cohorts: int
+
+    async def submit(self, key: K_contra, text: str) -> T_co: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -40,25 +60,13 @@ class _Cohort(Generic[T]):
 class CohortBuffer(Generic[K, T]):
     """Async; every method runs on one event loop (the web server's)."""
 
-    def __init__(
-        self,
-        judge: GroupJudge[K, T],
-        *,
-        size: int,
-        timeout_s: float,
-        result_ttl_s: float = 3600.0,
-        max_results: int = 200_000,
-    ) -> None:
+    def __init__(self, judge: CohortJudge[K, T], *, size: int, timeout_s: float) -> None:
         if size < 1:
             raise ValueError("cohort size must be at least 1")
         self.judge = judge
         self.size = size
         self.timeout_s = timeout_s
-        self.result_ttl_s = result_ttl_s
-        self.max_results = max_results
         self._open: dict[K, _Cohort[T]] = {}
-        # (key, text) -> the answer (pending while its cohort is judged), with its expiry time
-        self._answers: OrderedDict[tuple[K, str], tuple[asyncio.Future[T], float]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.judged_cohorts = 0
         self.timed_out_cohorts = 0
@@ -66,32 +74,18 @@ class CohortBuffer(Generic[K, T]):
     async def submit(self, key: K, text: str) -> T:
         cohort = self._open.get(key)
         if cohort is None:
-            known = self._known(key, text)
-            if known is not None:  # a retry (or a repeat) of an answered text: no new judging
-                return await asyncio.shield(known)
             cohort = _Cohort()
             self._open[key] = cohort
             loop = asyncio.get_running_loop()
             cohort.timer = loop.call_later(self.timeout_s, self._close, key, cohort, True)
         future = cohort.texts.get(text)
-        if future is None:
+        if future is None:  # identical calls in one cohort are judged once and share a result
             future = asyncio.get_running_loop().create_future()
             cohort.texts[text] = future
-            self._answers[(key, text)] = (future, float("inf"))
         cohort.arrivals += 1
         if cohort.arrivals >= self.size:
             self._close(key, cohort, False)
         return await asyncio.shield(future)
-
-    def _known(self, key: K, text: str) -> asyncio.Future[T] | None:
-        entry = self._answers.get((key, text))
-        if entry is None:
-            return None
-        future, expires = entry
-        if expires < time.monotonic():
-            del self._answers[(key, text)]
-            return None
-        return future
 
     def _close(self, key: K, cohort: _Cohort[T], timed_out: bool) -> None:
         if cohort.closed:
@@ -117,12 +111,11 @@ class CohortBuffer(Generic[K, T]):
     async def _judge(self, key: K, cohort: _Cohort[T]) -> None:
         texts = list(cohort.texts)
         try:
-            results = await self.judge(key, texts)
+            results = await self.judge(key, texts, cohort.arrivals)
             if len(results) != len(texts):
                 raise RuntimeError(f"judge returned {len(results)} results for {len(texts)}")
         except BaseException as exc:
-            for text, future in cohort.texts.items():
-                self._answers.pop((key, text), None)  # a retry must judge again
+            for future in cohort.texts.values():
                 if not future.done():
                     future.set_exception(exc)
                 if not future.cancelled():
@@ -132,16 +125,8 @@ class CohortBuffer(Generic[K, T]):
             log.error("cohort %r failed: %s", key, exc)
             return
         self.judged_cohorts += 1
-        expires = time.monotonic() + self.result_ttl_s
-        for (text, future), result in zip(cohort.texts.items(), results, strict=True):
+        for future, result in zip(cohort.texts.values(), results, strict=True):
             future.set_result(result)
-            self._answers[(key, text)] = (future, expires)
-            self._answers.move_to_end((key, text))
-        while len(self._answers) > self.max_results:
-            oldest = next(iter(self._answers))
-            if not self._answers[oldest][0].done():
-                break
-            del self._answers[oldest]
 
     async def close(self) -> None:
         for key, cohort in list(self._open.items()):

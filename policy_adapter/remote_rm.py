@@ -4,28 +4,41 @@
 `{"rewards": [...], "scores": [...], "extra_logs": {...}}`. OpenRLHF sends one sample per
 request; in group mode the samples of a prompt (or of a group id carried in the label as
 `{"group": ...}`) are buffered into a cohort of `n`, ranked once, and every waiting request is
-answered. A repeated request for an answered sample gets the same answer without new judging.
+answered. One process buffers in memory; several replicas share their cohorts through Redis
+(`cohort_redis.py`), where a retry of a dead replica's request is told apart from a new
+occurrence. A cohort of one sample is judged against the label's reference, else answered as
+configured (an error, or the documented neutral reward), counted and logged; never a silent 0.
 Any failure is a non-2xx answer (OpenRLHF retries it), never a reward. `GET /health` checks that
-the reward service answers.
+the reward service answers; `GET /metrics` counts cohorts in Prometheus' text format.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from policy_adapter.client import AsyncRewardClient
-from policy_adapter.cohort import CohortBuffer
+from policy_adapter.cohort import CohortBuffer, Cohorts
+from policy_adapter.cohort_redis import (
+    Codec,
+    GroupFailed,
+    RedisCohortConfig,
+    RedisCohorts,
+    connect,
+)
 from policy_adapter.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -34,6 +47,7 @@ from policy_adapter.errors import (
     ServiceUnavailable,
 )
 from policy_adapter.group import (
+    GROUP_LOG_KEYS,
     SampleReward,
     group_sample_rewards,
     openrlhf_payload,
@@ -47,7 +61,8 @@ log = logging.getLogger(__name__)
 # OpenRLHF gives up on a request after 180 s; a cohort must be judged well before that.
 OPENRLHF_TIMEOUT_S = 180.0
 
-CohortKey = tuple[str, str]  # (templated prompt, group id or reference answer)
+# (templated prompt, group id, reference answer); "" when the label carries none
+CohortKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +75,14 @@ class RemoteRMConfig:
     strategy: Strategy = Strategy.UNSPECIFIED
     # Group mode: a plain-string label is a group id (else only {"group": ...} labels are).
     label_as_group: bool = False
-    result_ttl_s: float = 3600.0
+    # Group mode: a cohort of one sample with no reference in its label is answered with an
+    # error ("error") or rewarded `neutral_reward` ("neutral"); either way counted and logged.
+    # A cohort of several identical samples is a tie: each gets `neutral_reward`.
+    undersized: Literal["error", "neutral"] = "error"
+    neutral_reward: float = 0.0
+    # Group mode across replicas: cohorts kept in this Redis (None: in this process).
+    redis_url: str | None = None
+    shared: RedisCohortConfig = field(default_factory=RedisCohortConfig)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -75,29 +97,73 @@ class BadPayload(ValueError):
     pass
 
 
+class UndersizedGroup(RuntimeError):
+    """A cohort closed with a single sample and nothing to judge it against."""
+
+
+def _reward_codec() -> Codec[CohortKey, SampleReward]:
+    def decode_key(text: str) -> CohortKey:
+        prompt, group, reference = json.loads(text)
+        return (prompt, group, reference)
+
+    def decode(text: str) -> SampleReward:
+        fields = json.loads(text)
+        return SampleReward(fields["reward"], fields["score"], fields["extra_logs"])
+
+    return Codec(
+        encode_key=lambda key: json.dumps(list(key)),
+        decode_key=decode_key,
+        encode=lambda r: json.dumps(
+            {"reward": r.reward, "score": r.score, "extra_logs": r.extra_logs}
+        ),
+        decode=decode,
+    )
+
+
+def _brief(prompt: str) -> str:
+    return conversation_of(prompt).query[:120]
+
+
 @dataclass
 class RemoteRM:
     config: RemoteRMConfig
     client: AsyncRewardClient
-    buffer: CohortBuffer[CohortKey, SampleReward] = field(init=False)
+    cohorts: Cohorts[CohortKey, SampleReward] = field(init=False)
+    # Cohorts that closed with fewer than two distinct samples, by how they were answered.
+    undersized: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         group = self.config.mode == "group"
-        self.buffer = CohortBuffer(
+        if group and self.config.redis_url:
+            replica = uuid.uuid4().hex[:12]
+            self.cohorts = RedisCohorts(
+                connect(self.config.redis_url, replica),
+                self._judge_group,
+                _reward_codec(),
+                size=self.config.n,
+                timeout_s=self.config.flush_timeout_s,
+                replica_id=replica,
+                config=self.config.shared,
+            )
+            return
+        self.cohorts = CohortBuffer(
             self._judge_group if group else self._judge_reference,
             size=self.config.n if group else 1,
             timeout_s=self.config.flush_timeout_s,
-            result_ttl_s=self.config.result_ttl_s,
         )
+
+    async def start(self) -> None:
+        if isinstance(self.cohorts, RedisCohorts):
+            await self.cohorts.start()
 
     def key_of(self, prompt: str, label: object) -> CohortKey:
         if self.config.mode == "reference":
             reference = parse_label(label, plain="reference").reference
             if not reference:
                 raise BadPayload(f"reference mode needs the reference answer as label: {label!r}")
-            return (prompt, reference)
+            return (prompt, "", reference)
         parsed = parse_label(label, plain="group" if self.config.label_as_group else "ignore")
-        return (prompt, parsed.group or "")
+        return (prompt, parsed.group or "", parsed.reference or "")
 
     async def rewards(
         self, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[object]
@@ -106,9 +172,13 @@ class RemoteRM:
             (self.key_of(p, label), judgeable(response_of(q, p)))
             for q, p, label in zip(queries, prompts, labels, strict=True)
         ]
-        return list(await asyncio.gather(*(self.buffer.submit(k, t) for k, t in keyed)))
+        return list(await asyncio.gather(*(self.cohorts.submit(k, t) for k, t in keyed)))
 
-    async def _judge_group(self, key: CohortKey, texts: Sequence[str]) -> list[SampleReward]:
+    async def _judge_group(
+        self, key: CohortKey, texts: Sequence[str], members: int
+    ) -> list[SampleReward]:
+        if len(texts) < 2:
+            return await self._undersized(key, texts, members)
         conversation = conversation_of(key[0])
         started = time.monotonic()
         scores = await self.client.score(
@@ -126,13 +196,76 @@ class RemoteRM:
         )
         return rewards
 
-    async def _judge_reference(self, key: CohortKey, texts: Sequence[str]) -> list[SampleReward]:
-        prompt, reference = key
+    async def _undersized(
+        self, key: CohortKey, texts: Sequence[str], members: int
+    ) -> list[SampleReward]:
+        """Nothing to rank: a tie of identical samples, or one sample alone (a lost sample, a
+        timeout), judged against the label's reference when it has one."""
+        prompt, _, reference = key
+        if members >= 2:
+            self.undersized["tie"] += 1
+            log.info("cohort of %r: %d identical samples, a tie", _brief(prompt), members)
+            return [self._neutral(members)]
+        outcome = "reference" if reference else self.config.undersized
+        self.undersized[outcome] += 1
+        log.warning(
+            "cohort of prompt %r closed with 1 sample (of %d): %s",
+            _brief(prompt),
+            self.config.n,
+            {
+                "reference": "judged against the label's reference",
+                "error": "answered with an error (--undersized error)",
+                "neutral": f"rewarded the neutral {self.config.neutral_reward}",
+            }[outcome],
+        )
+        if outcome == "neutral":
+            return [self._neutral(members)]
+        if outcome == "error":
+            raise UndersizedGroup(
+                f"the cohort of prompt {_brief(prompt)!r} closed with 1 of {self.config.n} "
+                "samples and its label has no reference to judge it against "
+                "(rrm remote-rm --undersized neutral rewards such samples a neutral value)"
+            )
+        conversation = conversation_of(prompt)
+        scores = await self.client.score(
+            conversation.query, list(texts), reference=reference, history=conversation.history
+        )
+        [alone] = reference_sample_rewards(scores)
+        p = alone.reward
+        logs = {k: 0.0 for k in GROUP_LOG_KEYS} | {
+            "rrm_rating": p,
+            "rrm_wins": float(p > 0.5),
+            "rrm_losses": float(p < 0.5),
+            "rrm_votes": alone.extra_logs["rrm_votes"],
+            "rrm_reasoning_tokens": alone.extra_logs["rrm_reasoning_tokens"],
+            "rrm_group_size": 1.0,
+        }
+        return [SampleReward(reward=p, score=p, extra_logs=logs)]
+
+    def _neutral(self, members: int) -> SampleReward:
+        logs = {k: 0.0 for k in GROUP_LOG_KEYS} | {"rrm_group_size": float(members)}
+        return SampleReward(reward=self.config.neutral_reward, score=0.5, extra_logs=logs)
+
+    async def _judge_reference(
+        self, key: CohortKey, texts: Sequence[str], members: int
+    ) -> list[SampleReward]:
+        prompt, _, reference = key
         conversation = conversation_of(prompt)
         scores = await self.client.score(
             conversation.query, list(texts), reference=reference, history=conversation.history
         )
         return reference_sample_rewards(scores)
+
+    def counters(self) -> dict[str, float]:
+        c = self.cohorts
+        out: dict[str, float] = {
+            "rrm_remote_rm_cohorts_judged_total": c.judged_cohorts,
+            "rrm_remote_rm_cohorts_timed_out_total": c.timed_out_cohorts,
+        }
+        if isinstance(c, RedisCohorts):
+            out["rrm_remote_rm_cohorts_taken_over_total"] = c.taken_over_cohorts
+            out["rrm_remote_rm_retries_adopted_total"] = c.adopted_calls
+        return out
 
 
 def _error_response(exc: Exception) -> JSONResponse:
@@ -146,7 +279,9 @@ def _error_response(exc: Exception) -> JSONResponse:
         status = 503
     elif isinstance(exc, DeadlineExceeded):
         status = 504
-    elif isinstance(exc, RewardServiceError):
+    elif isinstance(exc, UndersizedGroup):
+        status = 422
+    elif isinstance(exc, RewardServiceError | GroupFailed):
         status = 502  # the judgment failed upstream (ABORTED) or another service error
     name = exc.code.name if isinstance(exc, RewardServiceError) else type(exc).__name__
     return JSONResponse({"error": name, "message": str(exc)}, status_code=status, headers=headers)
@@ -198,21 +333,35 @@ def create_app(config: RemoteRMConfig, client: AsyncRewardClient) -> Starlette:
                 "model": info.model,
                 "mode": config.mode,
                 "n": config.n,
-                "judged_cohorts": rm.buffer.judged_cohorts,
-                "timed_out_cohorts": rm.buffer.timed_out_cohorts,
+                "shared": isinstance(rm.cohorts, RedisCohorts),
+                "judged_cohorts": rm.cohorts.judged_cohorts,
+                "timed_out_cohorts": rm.cohorts.timed_out_cohorts,
+                "undersized_cohorts": dict(rm.undersized),
             }
         )
 
+    async def metrics(request: Request) -> PlainTextResponse:
+        lines = []
+        for name, value in rm.counters().items():
+            lines += [f"# TYPE {name} counter", f"{name} {value}"]
+        name = "rrm_remote_rm_undersized_cohorts_total"
+        lines.append(f"# TYPE {name} counter")
+        for outcome in ("reference", "error", "neutral", "tie"):
+            lines.append(f'{name}{{outcome="{outcome}"}} {rm.undersized[outcome]}')
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rm.start()
         yield
-        await rm.buffer.close()
+        await rm.cohorts.close()
         await client.close()
 
     app = Starlette(
         routes=[
             Route("/get_reward", get_reward, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
