@@ -123,3 +123,20 @@ _BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 def code_from_int(value: int) -> grpc.StatusCode:
     """A google.rpc.Code number (as in a batch item error) as a grpc.StatusCode."""
     return _BY_VALUE.get(value, grpc.StatusCode.UNKNOWN)
+
+
+def in_context(err: RewardServiceError, *, endpoint: str, what: str) -> RewardServiceError:
+    """The same error (class, code, field, retry hint) whose message names rrm-serve, the endpoint
+    and what was asked: OpenRLHF logs only `str(err)`, at INFO, and then fails later for want of a
+    reward, so the message itself must say where the reward went missing."""
+    return from_code(
+        err.code,
+        f"rrm-serve at {endpoint} could not {what}: {err.message}",
+        field=getattr(err, "field", ""),
+        retry_after_s=getattr(err, "retry_after_s", None),
+    )
+
+
+def failure_line(err: RewardServiceError, *, endpoint: str, what: str) -> str:
+    """One line for the trainer's log: the service, the endpoint, the gRPC status and message."""
+    return f"rrm-serve at {endpoint} could not {what}: gRPC status {err.code.name}: {err.message}"

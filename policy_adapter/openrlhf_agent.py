@@ -3,8 +3,9 @@
 Each vLLM engine actor builds one `AgentExecutor` and runs the n samples of a prompt through it
 concurrently. Every sample generates as OpenRLHF's `SingleTurnAgentExecutor` does, then waits at
 a per-prompt barrier; the group is ranked once by the reward service (Score, group mode) and each
-sample returns its own reward, a score and extra_logs. A failure raises out of `execute`: the
-rollout fails loudly rather than train on a missing or made-up reward.
+sample returns its own reward, a score and extra_logs. A failure raises out of `execute` and logs
+an ERROR naming rrm-serve, the endpoint, the gRPC status and message: the rollout fails loudly
+rather than train on a missing or made-up reward.
 
 Configured by `RRM_*` variables (see `policy_adapter.settings`): RRM_ADDRESS is required;
 RRM_N_SAMPLES_PER_PROMPT caps a group (0: learned from the calls), RRM_GROUP_TIMEOUT_S bounds the
@@ -23,6 +24,7 @@ from openrlhf.utils.agent import SingleTurnAgentExecutor
 
 from policy_adapter.client import AsyncRewardClient
 from policy_adapter.cohort import SampleGroups
+from policy_adapter.errors import RewardServiceError, failure_line, in_context
 from policy_adapter.group import SampleReward, group_sample_rewards
 from policy_adapter.settings import AdapterSettings
 from policy_adapter.texts import conversation_of, judgeable
@@ -95,9 +97,11 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
                 history=conversation.history,
                 strategy=self.settings.strategy_enum,
             )
-        except Exception as exc:
-            log.error("ranking a group of %d samples failed: %s", len(texts), exc)
-            raise
+        except RewardServiceError as exc:
+            what = f"rank a group of {len(texts)} samples (Score, group mode)"
+            endpoint = self.settings.address
+            log.error("%s", failure_line(exc, endpoint=endpoint, what=what))
+            raise in_context(exc, endpoint=endpoint, what=what) from exc
         rewards = group_sample_rewards(scores, [unique.index(t) for t in texts])
         if len(texts) == 1:
             log.warning("a group of one sample: nothing to compare, its reward is 0")

@@ -107,6 +107,8 @@ def comparison_of(
         seed=seed,
         return_reasoning=options.return_reasoning,
         use_cache=not options.no_cache,
+        deadline_forcing=not options.no_deadline_forcing,
+        force_verdict_on_stop=options.force_verdict_on_stop,
     )
 
 
