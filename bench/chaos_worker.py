@@ -46,8 +46,10 @@ class CountingRunner(ScriptedRunner):
         super().__init__(random_verdict, latency_s=latency_s)
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    async def run(self, task: VoteTask, request_id: str) -> VoteResult:
-        result = await super().run(task, request_id)
+    async def run(
+        self, task: VoteTask, request_id: str, verdict_by: float | None = None
+    ) -> VoteResult:
+        result = await super().run(task, request_id, verdict_by)
         self.calls.clear()  # keep no history in memory
         os.write(self.fd, f"{request_id}\n".encode())
         return result

@@ -23,6 +23,8 @@ class ParseStatus(StrEnum):
     BUDGET_FORCED = "budget_forced"  # reasoning budget ran out; verdict read from logprobs
     UNPARSEABLE = "unparseable"  # finished without a verdict we can read
     FAILED = "failed"  # no judgment was made (engine error, retries exhausted, deadline)
+    DEADLINE_FORCED = "deadline_forced"  # the job's deadline neared: reasoning closed, verdict read
+    STOP_FORCED = "stop_forced"  # stopped without a verdict; read from logprobs, as asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,11 @@ class VoteTask:
     seed: int | None = None
     return_reasoning: bool = False
     vote_index: int = 0
+    # Close the reasoning and read a forced verdict when the job's deadline nears (rather than
+    # miss it); False lets the judgment run on.
+    deadline_forcing: bool = True
+    # Read a forced verdict when the judge stops without one (default: UNPARSEABLE, no vote).
+    force_verdict_on_stop: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,10 @@ class WorkerSettings(BaseModel):
     # Judgments running and none finished for this long: probe the engine (a hung server fails
     # no request until engine.request_timeout_s).
     engine_stall_s: float = Field(default=30.0, gt=0)
+    # A judgment still reasoning this long before its job's deadline has its reasoning closed
+    # and a forced verdict read (DEADLINE_FORCED), so the caller gets it in time: room for the
+    # forced read on a busy engine and the way back to the gateway.
+    deadline_margin_s: float = Field(default=5.0, ge=0)
 
 
 class QueueSettings(BaseModel):

@@ -23,13 +23,17 @@ class SamplingSpec:
     # Top-k logprobs for every generated token (None: no logprobs).
     logprobs: int | None = None
     stop: tuple[str, ...] = ()
+    # Wall-clock time (time.time()) to stop generating and return what was generated so far,
+    # with finish_reason "deadline" (None: run to a stop or max_tokens).
+    end_by: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Generation:
     token_ids: tuple[int, ...]
     text: str
-    # "stop" (EOS or a stop string), "length" (max_tokens reached) or "abort".
+    # "stop" (EOS or a stop string), "length" (max_tokens reached), "deadline" (cut at
+    # SamplingSpec.end_by) or "abort".
     finish_reason: str
     prompt_tokens: int
     # Per generated token: {token_id: logprob} of the top-k (and the sampled token), raw: before

@@ -109,6 +109,19 @@ class OpenAIEngine:
         self, prompt_ids: Sequence[int], spec: SamplingSpec, request_id: str
     ) -> Generation:
         body = self._request_body(prompt_ids, spec, request_id)
+        if spec.end_by is None:
+            return await self._complete(body, request_id, len(prompt_ids))
+        try:
+            async with asyncio.timeout_at(_loop_time(spec.end_by)):
+                return await self._complete(body, request_id, len(prompt_ids))
+        except TimeoutError:
+            # A non-streamed completion has nothing to show before it ends: the reasoning is
+            # lost and the caller forces the verdict right after the prompt.
+            return Generation(
+                token_ids=(), text="", finish_reason="deadline", prompt_tokens=len(prompt_ids)
+            )
+
+    async def _complete(self, body: dict[str, Any], request_id: str, prompt_len: int) -> Generation:
         url = f"{self._base_url}/completions"
         try:
             response = await self._client.post(url, json=body)
@@ -120,7 +133,7 @@ class OpenAIEngine:
         except httpx.HTTPError as exc:
             raise Unavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
         _raise_for_status(response, url)
-        return _to_generation(response.json(), request_id, len(prompt_ids))
+        return _to_generation(response.json(), request_id, prompt_len)
 
     def _request_body(
         self, prompt_ids: Sequence[int], spec: SamplingSpec, request_id: str
@@ -145,6 +158,11 @@ class OpenAIEngine:
                 raise InvalidInput("seed", "this engine does not honour per-request seeds")
             body["seed"] = spec.seed
         return body
+
+
+def _loop_time(wall_clock: float) -> float:
+    """`wall_clock` (time.time()) on the event loop's clock."""
+    return asyncio.get_running_loop().time() + (wall_clock - time.time())
 
 
 def _raise_for_status(response: httpx.Response, url: str) -> None:

@@ -187,11 +187,12 @@ class VLLMEngine:
         llm = self._running_engine()
         params = self._sampling_params(spec)
         final: RequestOutput | None = None
+        cut = _Cut(llm, request_id, spec.end_by)
         try:
             # Cancelling this task lands inside AsyncLLM.generate, which aborts the request in
             # the engine core; aclosing makes that hold between iterations too.
             stream = llm.generate(tokens_input(list(prompt_ids)), params, request_id)
-            async with contextlib.aclosing(stream):
+            async with contextlib.aclosing(stream), cut:
                 async for output in stream:
                     final = output
         except EngineDeadError as exc:
@@ -204,6 +205,8 @@ class VLLMEngine:
             raise
         if final is None or not final.outputs:
             raise Unavailable(f"vLLM returned no output for request {request_id}")
+        if cut.done and final.outputs[0].finish_reason == "abort":
+            return _to_generation(final, request_id, len(prompt_ids), "deadline")
         return _to_generation(final, request_id, len(prompt_ids))
 
     def _running_engine(self) -> AsyncLLM:
@@ -277,14 +280,41 @@ class VLLMEngine:
             await asyncio.to_thread(llm.shutdown)
 
 
-def _to_generation(final: RequestOutput, request_id: str, prompt_len: int) -> Generation:
+class _Cut:
+    """Aborts a request at `end_by`; vLLM then ends its stream with everything generated so far
+    (finish reason "abort", which the caller turns into "deadline")."""
+
+    def __init__(self, llm: AsyncLLM, request_id: str, end_by: float | None) -> None:
+        self._llm, self._request_id, self._end_by = llm, request_id, end_by
+        self._timer: asyncio.TimerHandle | None = None
+        self._abort: asyncio.Task[None] | None = None
+        self.done = False
+
+    async def __aenter__(self) -> _Cut:
+        if self._end_by is not None:
+            delay = max(0.0, self._end_by - time.time())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _fire(self) -> None:
+        self.done = True
+        self._abort = asyncio.create_task(self._llm.abort(self._request_id))
+
+
+def _to_generation(
+    final: RequestOutput, request_id: str, prompt_len: int, reason: str | None = None
+) -> Generation:
     completion = final.outputs[0]
     logprobs = _logprobs(completion.logprobs)
     prompt_ids = final.prompt_token_ids
     return Generation(
         token_ids=tuple(completion.token_ids),
         text=completion.text,
-        finish_reason=finish_reason(completion.finish_reason, request_id),
+        finish_reason=reason or finish_reason(completion.finish_reason, request_id),
         prompt_tokens=len(prompt_ids) if prompt_ids is not None else prompt_len,
         logprobs=logprobs,
         cached_prompt_tokens=final.num_cached_tokens or 0,

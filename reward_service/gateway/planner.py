@@ -42,6 +42,8 @@ class Comparison:
     seed: int
     return_reasoning: bool
     use_cache: bool = True
+    deadline_forcing: bool = True
+    force_verdict_on_stop: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ def plan_votes(c: Comparison) -> list[PlannedVote]:
                 seed=derive_seed(str(c.seed), str(index)) & 0x7FFFFFFF,
                 return_reasoning=c.return_reasoning,
                 vote_index=index,
+                deadline_forcing=c.deadline_forcing,
+                force_verdict_on_stop=c.force_verdict_on_stop,
             )
             planned.append(PlannedVote(task=task, a_first=a_first))
     return planned

@@ -75,6 +75,13 @@ class Judge:
             return self._lead_then_prefix(CLOSE_REASONING)
         return self._lead_then_prefix(ANSWER_BREAK)
 
+    def stop_forced_ids(self, completion: str) -> list[int]:
+        """The completion of a judge that stopped without a verdict, re-encoded (its end-of-turn
+        token dropped), then closed as for the budget: the next token is the verdict."""
+        if self.profile is JudgeProfile.RRM and THINK_CLOSE not in completion:
+            return self._lead_then_prefix(completion + CLOSE_REASONING)
+        return self._lead_then_prefix(completion + ANSWER_BREAK)
+
     def reread_ids(self, completion: str, parsed: ParsedVerdict) -> list[int]:
         """Completion up to its verdict box, then the verdict prefix: p(first) is read next.
 

@@ -40,12 +40,22 @@ def task_fingerprint(task: VoteTask, *, model: str, template_version: str) -> st
         model,
         template_version,
         f"{task.max_reasoning_tokens}|{task.temperature!r}|{task.seed}|{task.vote_index}"
-        f"|reasoning={int(task.return_reasoning)}",
+        f"|reasoning={int(task.return_reasoning)}{_non_default_options(task)}",
         history,
         pair.query,
         pair.first,
         pair.second,
     )
+
+
+def _non_default_options(task: VoteTask) -> str:
+    """Options added after the first release, only when they differ from their defaults: the
+    ids and cache keys of jobs that do not use them stay what they were."""
+    parts = [
+        "|no_deadline_forcing" if not task.deadline_forcing else "",
+        "|force_verdict_on_stop" if task.force_verdict_on_stop else "",
+    ]
+    return "".join(parts)
 
 
 def job_id(request_id: str, task: VoteTask) -> str:
@@ -68,6 +78,8 @@ def encode_task(task: VoteTask) -> dict[str, Any]:
         "seed": task.seed,
         "return_reasoning": task.return_reasoning,
         "vote_index": task.vote_index,
+        "deadline_forcing": task.deadline_forcing,
+        "force_verdict_on_stop": task.force_verdict_on_stop,
     }
 
 
@@ -85,6 +97,9 @@ def decode_task(data: dict[str, Any]) -> VoteTask:
         seed=None if data["seed"] is None else int(data["seed"]),
         return_reasoning=bool(data["return_reasoning"]),
         vote_index=int(data["vote_index"]),
+        # absent in jobs from gateways older than these options: their defaults
+        deadline_forcing=bool(data.get("deadline_forcing", True)),
+        force_verdict_on_stop=bool(data.get("force_verdict_on_stop", False)),
     )
 
 

@@ -41,7 +41,10 @@ class ScriptedRunner:
         # While set, run, check and recover raise it: an engine outage.
         self.outage: BaseException | None = None
 
-    async def run(self, task: VoteTask, request_id: str) -> VoteResult:
+    async def run(
+        self, task: VoteTask, request_id: str, verdict_by: float | None = None
+    ) -> VoteResult:
+        """`verdict_by` is not honoured: deadline forcing is the engine runner's (tested there)."""
         if self.outage is not None:
             raise self.outage
         self.calls.append(request_id)

@@ -19,7 +19,9 @@ class EngineVoteRunner:
         self.engine = engine
         self.max_model_len = max_model_len
 
-    async def run(self, task: VoteTask, request_id: str) -> VoteResult:
+    async def run(
+        self, task: VoteTask, request_id: str, verdict_by: float | None = None
+    ) -> VoteResult:
         prompt_len = len(self.judge.render(task.pair))
         # room for the forced end of reasoning, verdict prefix and the read token
         needed = prompt_len + task.max_reasoning_tokens + self.judge.forced_overhead
@@ -28,7 +30,7 @@ class EngineVoteRunner:
                 f"prompt is {prompt_len} tokens; with max_reasoning_tokens "
                 f"{task.max_reasoning_tokens} it exceeds the model context of {self.max_model_len}"
             )
-        return await judge_vote(self.judge, self.engine, task, request_id)
+        return await judge_vote(self.judge, self.engine, task, request_id, verdict_by)
 
     async def check(self) -> None:
         await self.engine.check()

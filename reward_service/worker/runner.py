@@ -12,7 +12,12 @@ from reward_service.domain import VoteResult, VoteTask
 
 
 class VoteRunner(Protocol):
-    async def run(self, task: VoteTask, request_id: str) -> VoteResult: ...
+    async def run(
+        self, task: VoteTask, request_id: str, verdict_by: float | None = None
+    ) -> VoteResult:
+        """Judge one vote. `verdict_by` (wall clock): end the reasoning by then and force the
+        verdict (DEADLINE_FORCED) when the task allows it; None: no limit."""
+        ...
 
     async def check(self) -> None:
         """Return if the engine answers now; raise (e.g. `Unavailable`) during an outage."""

@@ -11,9 +11,15 @@ read at its verdict token, in the same request:
 - budget ran out without a verdict (BUDGET_FORCED): a second call continues the generated ids with
   the judge's forced suffix (end of reasoning + "\\boxed{Assistant "); the verdict is the likelier
   of the two verdict tokens (if neither is in the top-20, or they tie exactly: UNPARSEABLE);
+- the job's deadline neared while the judge was still reasoning (DEADLINE_FORCED): the engine
+  cut the reasoning at `verdict_by` and the verdict is forced from what it had written, as for
+  the budget, so the caller gets a verdict in time instead of DEADLINE_EXCEEDED (unless the task
+  opted out: `VoteTask.deadline_forcing`);
 - the judge stopped by itself without a readable verdict (UNPARSEABLE): no second call, verdict
   UNDECIDED and p_first None. We do not invent a 0.5: the gateway counts it as no vote, and a
   forced read would put words in a judge that chose to stop (the reference counts it as a tie).
+  A caller who wants every vote decided asks for it (`VoteTask.force_verdict_on_stop`): the
+  completion is re-encoded, closed as for the budget and read (STOP_FORCED).
 The logprobs are raw (before temperature scaling; see `Generation.logprobs`), so the one-call
 probability is the one a temperature-1 re-read reports. Engine exceptions propagate: the worker
 decides between retry and failure.
@@ -30,19 +36,30 @@ from reward_service.errors import Unavailable
 from reward_service.judge import Judge
 
 READ_TOP_LOGPROBS = 20
+# Generations that ended before the judge could write a verdict, and what forcing one is called.
+CUT_SHORT = {"length": ParseStatus.BUDGET_FORCED, "deadline": ParseStatus.DEADLINE_FORCED}
 
 
 class VerdictReadError(RuntimeError):
     """The engine broke the protocol on the verdict read (no logprobs for the read token)."""
 
 
-async def judge_vote(judge: Judge, engine: Engine, task: VoteTask, request_id: str) -> VoteResult:
+async def judge_vote(
+    judge: Judge,
+    engine: Engine,
+    task: VoteTask,
+    request_id: str,
+    verdict_by: float | None = None,
+) -> VoteResult:
+    """`verdict_by`: wall-clock time by which the reasoning must end (the job's deadline less
+    the time a forced read and the answer's way back take); None: no limit."""
     prompt = judge.render(task.pair)
     spec = SamplingSpec(
         max_tokens=task.max_reasoning_tokens,
         temperature=task.temperature,
         seed=task.seed if engine.supports_seed else None,
         logprobs=READ_TOP_LOGPROBS,
+        end_by=verdict_by if task.deadline_forcing else None,
     )
     metrics.ENGINE_REQUESTS.labels("reasoning").inc()
     gen = await engine.generate(prompt, spec, request_id)
@@ -59,12 +76,18 @@ async def judge_vote(judge: Judge, engine: Engine, task: VoteTask, request_id: s
         read = await _read_verdict(engine, read_ids, request_id, "verdict_read")
         p_first = judge.p_first(_top_logprobs(read, request_id))
         return _vote(gen, read, parsed.verdict, p_first, ParseStatus.OK, reasoning)
-    if gen.finish_reason == "length":
+    if gen.finish_reason in CUT_SHORT:
         read_ids = [*prompt, *gen.token_ids, *judge.forced_suffix_ids(gen.text)]
-        read = await _read_verdict(engine, read_ids, request_id, "forced_read")
-        verdict, status, p_first = _forced_verdict(judge.p_first(_top_logprobs(read, request_id)))
-        return _vote(gen, read, verdict, p_first, status, reasoning)
-    return _vote(gen, None, Verdict.UNDECIDED, None, ParseStatus.UNPARSEABLE, reasoning)
+        status = CUT_SHORT[gen.finish_reason]
+    elif task.force_verdict_on_stop:
+        read_ids = [*prompt, *judge.stop_forced_ids(gen.text)]
+        status = ParseStatus.STOP_FORCED
+    else:
+        return _vote(gen, None, Verdict.UNDECIDED, None, ParseStatus.UNPARSEABLE, reasoning)
+    read = await _read_verdict(engine, read_ids, request_id, "forced_read")
+    p_forced = judge.p_first(_top_logprobs(read, request_id))
+    verdict, status, p_first = _forced_verdict(p_forced, status)
+    return _vote(gen, read, verdict, p_first, status, reasoning)
 
 
 def _vote(
@@ -90,12 +113,14 @@ def _vote(
     )
 
 
-def _forced_verdict(p_first: float | None) -> tuple[Verdict, ParseStatus, float | None]:
+def _forced_verdict(
+    p_first: float | None, status: ParseStatus
+) -> tuple[Verdict, ParseStatus, float | None]:
     """The likelier verdict token; no verdict token in the top-k (or an exact tie) reads nothing."""
     if p_first is None or p_first == 0.5:
         return Verdict.UNDECIDED, ParseStatus.UNPARSEABLE, None
     verdict = Verdict.FIRST if p_first > 0.5 else Verdict.SECOND
-    return verdict, ParseStatus.BUDGET_FORCED, p_first
+    return verdict, status, p_first
 
 
 async def _read_verdict(

@@ -6,6 +6,8 @@ are gone are skipped or aborted; an engine death hands the in-flight jobs back t
 A heartbeat restarts the visibility timeout of every running judgment, so only a worker that
 stops responding (dead, paused, cut off) has its jobs redelivered, however long a judgment takes;
 a judgment whose delivery was taken over meanwhile is aborted, as the other worker runs it now.
+A judgment still reasoning `deadline_margin_s` before its job's deadline is cut and answered with
+a forced verdict (see `vote.py`), so callers get verdicts, not DEADLINE_EXCEEDED.
 
 Engine outages are not the jobs' fault (see `engine_guard.py`): the worker stops taking jobs,
 hands its in-flight ones back without spending their tries, reports not ready, and resumes when
@@ -31,7 +33,8 @@ from reward_service.worker.engine_guard import EngineGuard, wait_any
 from reward_service.worker.runner import VoteRunner
 
 log = logging.getLogger(__name__)
-FAILED = ParseStatus.FAILED
+# Not stored for later requests: no judgment, or one cut short by this request's deadline.
+NOT_CACHED = frozenset({ParseStatus.FAILED, ParseStatus.DEADLINE_FORCED})
 
 
 class Worker:
@@ -51,6 +54,7 @@ class Worker:
         heartbeat_s: float | None = None,
         guard: EngineGuard | None = None,
         fleet: Fleet | None = None,
+        deadline_margin_s: float = 5.0,
     ) -> None:
         self.broker = broker
         self.runner = runner
@@ -70,6 +74,9 @@ class Worker:
         # With judgments running and none finished for this long, probe the engine: a server that
         # hangs (or a network that drops packets) fails no request until the request timeout.
         self.stall_check_s = stall_check_s
+        # Reasoning ends this long before a job's deadline (then a forced verdict is read), so
+        # the caller gets an answer rather than DEADLINE_EXCEEDED.
+        self.deadline_margin_s = deadline_margin_s
         self._last_finish = time.monotonic()
         # Four heartbeats per visibility timeout: one late or lost beat costs nothing.
         self.heartbeat_s = heartbeat_s or max(0.05, broker.visibility_timeout_s / 4)
@@ -209,7 +216,8 @@ class Worker:
                     self._last_finish = time.monotonic()
                 self._judging.add(current)
             try:
-                result = await self.runner.run(env.task, env.job_id)
+                verdict_by = env.deadline - self.deadline_margin_s
+                result = await self.runner.run(env.task, env.job_id, verdict_by)
             finally:
                 self._judging.discard(current)  # type: ignore[arg-type]
         except asyncio.CancelledError:
@@ -240,7 +248,7 @@ class Worker:
         finally:
             metrics.IN_FLIGHT.dec()
         metrics.JUDGMENTS.labels(str(result.status)).inc()
-        if fingerprint is not None and self.cache is not None and result.status is not FAILED:
+        if fingerprint is not None and self.cache is not None and result.status not in NOT_CACHED:
             await self.cache.put(fingerprint, result, self.cache_ttl_s)
         await self.broker.complete(delivery, result)
 

@@ -303,3 +303,45 @@ async def test_scripted_engine_reports_an_unscripted_call(rrm_judge: Judge) -> N
         await judge_vote(rrm_judge, engine, TASK, "r")
     await engine.close()
     assert engine.started and engine.closed
+
+
+async def test_a_deadline_cuts_the_reasoning_and_forces_the_verdict(rrm_judge: Judge) -> None:
+    """A judgment still reasoning at `verdict_by` ends then, with a forced verdict."""
+    slow = replace(reasoning("Let me think", "length", 9), latency_s=30.0)
+    engine = ScriptedEngine([slow, read(rrm_judge, 0.2, 0.6)])
+    verdict_by = time.time() + 0.3
+    result = await asyncio.wait_for(judge_vote(rrm_judge, engine, TASK, "r", verdict_by), 5)
+    assert (result.verdict, result.status) == (Verdict.SECOND, ParseStatus.DEADLINE_FORCED)
+    assert result.p_first == pytest.approx(0.25)
+    assert time.time() < verdict_by + 1.0
+    first, second = engine.calls
+    assert first.spec.end_by == verdict_by and second.spec.end_by is None
+    generated = tuple(range(100, 109))
+    suffix = tuple(rrm_judge.forced_suffix_ids("Let me think"))
+    assert second.prompt_ids == (*rrm_judge.render(PAIR), *generated, *suffix)
+
+
+async def test_a_task_that_opted_out_is_not_cut(rrm_judge: Judge) -> None:
+    engine = ScriptedEngine([reasoning("x", "length"), read(rrm_judge, 0.7, 0.2)])
+    task = replace(TASK, deadline_forcing=False)
+    result = await judge_vote(rrm_judge, engine, task, "r", time.time() + 0.1)
+    assert engine.calls[0].spec.end_by is None and result.status is ParseStatus.BUDGET_FORCED
+
+
+async def test_a_verdict_written_before_the_cut_stands(rrm_judge: Judge) -> None:
+    reply = replace(written(rrm_judge, "ok</think>", 2, "} and", 0.1, 0.8), latency_s=30.0)
+    engine = ScriptedEngine([reply])
+    result = await judge_vote(rrm_judge, engine, TASK, "r", time.time() + 0.1)
+    assert (result.verdict, result.status, len(engine.calls)) == (Verdict.SECOND, ParseStatus.OK, 1)
+
+
+async def test_a_stopped_judge_gets_a_forced_verdict_only_when_asked(rrm_judge: Judge) -> None:
+    completion = "Both look fine to me."
+    engine = ScriptedEngine([reasoning(completion, "stop", 6), read(rrm_judge, 0.6, 0.1)])
+    task = replace(TASK, force_verdict_on_stop=True)
+    result = await judge_vote(rrm_judge, engine, task, "r")
+    assert (result.verdict, result.status) == (Verdict.FIRST, ParseStatus.STOP_FORCED)
+    assert result.p_first == pytest.approx(6 / 7)
+    forced = engine.calls[1].prompt_ids
+    assert forced == (*rrm_judge.render(PAIR), *rrm_judge.stop_forced_ids(completion))
+    assert 151649 in forced[-8:]  # still reasoning when it stopped: closed with the real </think>

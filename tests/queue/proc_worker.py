@@ -34,8 +34,10 @@ class RecordingRunner(ScriptedRunner):
         self.name = name
         self.record = record
 
-    async def run(self, task: VoteTask, request_id: str) -> VoteResult:
-        result = await super().run(task, request_id)
+    async def run(
+        self, task: VoteTask, request_id: str, verdict_by: float | None = None
+    ) -> VoteResult:
+        result = await super().run(task, request_id, verdict_by)
         self.calls.clear()  # long runs: keep no history in memory
         if self.record:
             key = executions_key(self.broker.names)
