@@ -242,7 +242,7 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
     worker = build_worker(settings, broker, judge, engine, fleet)
     server, comparator = build_gateway(settings, broker, judge, fleet=fleet)
     port = await server.start()
-    depth = asyncio.create_task(asyncio.sleep(0))
+    depth = asyncio.create_task(report_queue_depth(broker))
     worker_task = asyncio.create_task(worker.run(settings.worker.grace_s))
     # During an engine outage the gateway reports NOT_SERVING; calls already accepted wait in
     # the queue for the engine (up to their deadline) instead of failing.
@@ -278,7 +278,7 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
     await broker.start()
     server, comparator = build_gateway(settings, broker, judge, fleet=build_fleet(broker))
     port = await server.start()
-    depth = asyncio.create_task(asyncio.sleep(0))
+    depth = asyncio.create_task(report_queue_depth(broker))
     if settings.gateway.warmup:
         warm = asyncio.create_task(server.warm_up(comparator, settings.gateway.warmup_timeout_s))
         await asyncio.wait(
