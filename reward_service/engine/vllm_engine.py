@@ -186,6 +186,9 @@ class VLLMEngine:
     ) -> Generation:
         llm = self._running_engine()
         params = self._sampling_params(spec)
+        if spec.end_by is not None and time.time() >= spec.end_by:
+            # An abort could overtake the request's own start: nothing would be cut.
+            return Generation((), "", "deadline", prompt_tokens=len(prompt_ids))
         final: RequestOutput | None = None
         cut = _Cut(llm, request_id, spec.end_by)
         try:
