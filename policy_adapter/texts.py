@@ -94,11 +94,12 @@ def judgeable(response: str) -> str:
 class Label:
     group: str | None = None
     reference: str | None = None
+    answer: str | None = None  # the short final answer a rule-based reward checks
 
 
 def parse_label(label: object, *, plain: Literal["group", "reference", "ignore"]) -> Label:
-    """A dict (or a JSON object string) may carry "group" and "reference"; a plain string is a
-    group id, a reference answer or nothing, as `plain` says."""
+    """A dict (or a JSON object string) may carry "group", "reference" and "answer"; a plain
+    string is a group id, a reference answer or nothing, as `plain` says."""
     fields: object = label
     if isinstance(label, str) and label.lstrip().startswith("{"):
         try:
@@ -106,10 +107,11 @@ def parse_label(label: object, *, plain: Literal["group", "reference", "ignore"]
         except json.JSONDecodeError:
             fields = label
     if isinstance(fields, dict):
-        group, reference = fields.get("group"), fields.get("reference")
+        group, reference, answer = (fields.get(k) for k in ("group", "reference", "answer"))
         return Label(
             group=None if group is None else str(group),
             reference=None if reference is None else str(reference),
+            answer=None if answer is None else str(answer),
         )
     if label is None or label == "" or plain == "ignore":
         return Label()
