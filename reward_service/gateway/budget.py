@@ -15,8 +15,12 @@ from rrm.v1 import reward_pb2 as pb
 
 from reward_service.domain import Limits
 from reward_service.errors import InvalidInput
+from reward_service.ranking import comparisons_bound
+from reward_service.ranking.swiss import default_rounds
 
 LIMIT_NAME = "max_judgments_per_call"
+# STRATEGY_ADAPTIVE without a judgment_budget: this many judgments per comparison it may need.
+ADAPTIVE_BUDGET_FACTOR = 3
 
 
 def per_comparison(options: pb.JudgeOptions) -> int:
@@ -24,10 +28,45 @@ def per_comparison(options: pb.JudgeOptions) -> int:
 
 
 def matches(candidates: int, strategy: int) -> int:
-    """Knockout plays n - 1 matches; the round robins (Elo, Bradley-Terry, win rate) every pair."""
-    if strategy == pb.STRATEGY_KNOCKOUT:
-        return max(candidates - 1, 0)
-    return candidates * (candidates - 1) // 2
+    """Knockout and in-group reference play n - 1 matches, the anchored knockout at most
+    2(n - 1), Swiss n/2 per round; the round robins (Elo, Bradley-Terry, win rate) every pair."""
+    n = max(candidates, 0)
+    if strategy in (pb.STRATEGY_KNOCKOUT, pb.STRATEGY_IN_GROUP_REFERENCE):
+        return max(n - 1, 0)
+    if strategy == pb.STRATEGY_ANCHORED_KNOCKOUT:
+        return 2 * max(n - 1, 0)
+    if strategy == pb.STRATEGY_SWISS:
+        return n // 2 * default_rounds(n)
+    return n * (n - 1) // 2
+
+
+def adaptive_k(n: int, options: pb.AdaptiveOptions) -> int:
+    """The size of the top the adaptive ranking settles (lenient: validation names bad values)."""
+    if options.target == pb.ADAPTIVE_TARGET_FULL:
+        return max(n, 1)
+    if options.target == pb.ADAPTIVE_TARGET_TOP_K:
+        return min(max(options.top_k, 1), max(n, 1))
+    return 1
+
+
+def adaptive_minimum(n: int, options: pb.AdaptiveOptions, both_orders: bool) -> int:
+    """Judgments the target may need at one per comparison: the least budget accepted."""
+    return comparisons_bound(max(n, 1), adaptive_k(n, options)) * (2 if both_orders else 1)
+
+
+def adaptive_budget(n: int, options: pb.AdaptiveOptions, both_orders: bool) -> int:
+    """The adaptive ranking's judgment cap: the caller's, else ADAPTIVE_BUDGET_FACTOR x the
+    least."""
+    least = adaptive_minimum(n, options, both_orders)
+    return options.judgment_budget or ADAPTIVE_BUDGET_FACTOR * least
+
+
+def _tournament(
+    candidates: int, strategy: int, options: pb.JudgeOptions, adaptive: pb.AdaptiveOptions
+) -> int:
+    if strategy == pb.STRATEGY_ADAPTIVE:  # its budget already counts votes and orders
+        return adaptive_budget(candidates, adaptive, options.order == pb.ORDER_BOTH)
+    return matches(candidates, strategy) * per_comparison(options)
 
 
 def compare(req: pb.CompareRequest) -> int:
@@ -36,15 +75,18 @@ def compare(req: pb.CompareRequest) -> int:
 
 def rank(req: pb.RankRequest) -> int:
     strategy = req.strategy or pb.STRATEGY_KNOCKOUT
-    return matches(len(req.candidates), strategy) * per_comparison(req.options)
+    return _tournament(len(req.candidates), strategy, req.options, req.adaptive)
 
 
 def score(req: pb.ScoreRequest) -> int:
     if req.mode == pb.SCORE_MODE_REFERENCE:
         return len(req.candidates) * per_comparison(req.options)
-    return matches(len(req.candidates), req.strategy or pb.STRATEGY_ELO) * per_comparison(
-        req.options
-    )
+    if req.mode == pb.SCORE_MODE_IN_GROUP_REFERENCE:
+        return matches(len(req.candidates), pb.STRATEGY_IN_GROUP_REFERENCE) * per_comparison(
+            req.options
+        )
+    strategy = req.strategy or pb.STRATEGY_ELO
+    return _tournament(len(req.candidates), strategy, req.options, req.adaptive)
 
 
 def check(counts: Iterable[int], field: str, limits: Limits) -> None:

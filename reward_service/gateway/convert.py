@@ -84,6 +84,10 @@ _STRATEGY_PB = {
     "elo": pb.STRATEGY_ELO,
     "bradley_terry": pb.STRATEGY_BRADLEY_TERRY,
     "win_rate": pb.STRATEGY_WIN_RATE,
+    "swiss": pb.STRATEGY_SWISS,
+    "anchored_knockout": pb.STRATEGY_ANCHORED_KNOCKOUT,
+    "in_group_reference": pb.STRATEGY_IN_GROUP_REFERENCE,
+    "adaptive": pb.STRATEGY_ADAPTIVE,
 }
 
 

@@ -18,6 +18,7 @@ from reward_service.ranking import (
     BradleyTerryResult,
     EloResult,
     KnockoutResult,
+    ScheduleResult,
     WinsResult,
     bradley_terry_rewards,
     elo_rewards,
@@ -44,6 +45,8 @@ def group_rewards(result: TournamentResult) -> tuple[float, ...]:
         return knockout_rewards(detail)
     if isinstance(detail, WinsResult):
         return win_rate_rewards(detail)
+    if isinstance(detail, ScheduleResult):  # Swiss, anchored, in-group reference, adaptive
+        return detail.rewards
     raise TypeError(f"no reward mapping for {type(detail).__name__}")
 
 

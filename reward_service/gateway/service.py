@@ -157,23 +157,32 @@ class RewardService(pb_grpc.RewardServiceServicer):
         rid = validation.request_id_of(request.request_id, "request_id")
         mode = request.mode or pb.SCORE_MODE_GROUP
         deadline = self._deadline(context)
+        strategy = request.strategy
+        if mode == pb.SCORE_MODE_IN_GROUP_REFERENCE:  # group mode with that strategy
+            if strategy not in (pb.STRATEGY_UNSPECIFIED, pb.STRATEGY_IN_GROUP_REFERENCE):
+                raise InvalidInput("strategy", "is set by SCORE_MODE_IN_GROUP_REFERENCE")
+            strategy = pb.STRATEGY_IN_GROUP_REFERENCE
         spec = validation.rank_spec(
             rid,
             request.query,
             request.history,
             request.candidates,
-            request.strategy,
+            strategy,
             request.options,
             "",
             self.limits,
             self.defaults,
             default_strategy=pb.STRATEGY_ELO,
+            adaptive=request.adaptive if request.HasField("adaptive") else None,
+            reference_index=(
+                request.reference_index if request.HasField("reference_index") else None
+            ),
         )
         budget.check([budget.score(request)], "candidates", self.limits)
         if mode == pb.SCORE_MODE_REFERENCE:
             reference = validation.check_text(request.reference, "reference", self.limits)
             scores = await score_reference(self.comparator, spec, reference, rid, deadline)
-        elif mode == pb.SCORE_MODE_GROUP:
+        elif mode in (pb.SCORE_MODE_GROUP, pb.SCORE_MODE_IN_GROUP_REFERENCE):
             if request.reference:
                 raise InvalidInput("reference", "is only used with SCORE_MODE_REFERENCE")
             scores = await score_group(self.tournament, spec, rid, deadline)

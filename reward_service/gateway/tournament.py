@@ -2,8 +2,10 @@
 
 Knockout matches are submitted the moment both entrants are known (no barrier per round), so a
 bracket of n candidates is ceil(log2 n) judgments deep in wall time. Round robins submit every
-pair at once and fit Elo, Bradley-Terry or win rates on the results. The algorithms themselves
-are the pure functions of `reward_service.ranking`.
+pair at once and fit Elo, Bradley-Terry or win rates on the results. Swiss, anchored knockout,
+in-group reference and adaptive ranking are `Schedule`s driven the same way as the knockout:
+whatever the schedule offers is submitted at once, each result is recorded as it arrives. The
+algorithms themselves are the pure functions of `reward_service.ranking`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from reward_service.gateway.comparator import Comparator
-from reward_service.gateway.planner import ComparisonOutcome, Side, derive_seed
+from reward_service.gateway.planner import ComparisonOutcome, OrderMode, Side, derive_seed
 from reward_service.gateway.validation import RankSpec
 from reward_service.ranking import (
+    AdaptiveRanking,
+    AnchoredKnockout,
+    InGroupReference,
     KnockoutBracket,
     MatchResult,
     Outcome,
+    Schedule,
+    SwissTournament,
     bradley_terry,
     break_tie,
     elo,
@@ -81,21 +88,74 @@ class Tournament:
         emit = on_event or (lambda _: None)
         if spec.strategy == "knockout":
             return await self._knockout(spec, request_id, deadline, emit)
+        schedule = make_schedule(spec)
+        if schedule is not None:
+            return await self._scheduled(spec, schedule, request_id, deadline, emit)
         return await self._round_robin(spec, request_id, deadline, emit)
 
     async def _match(
-        self, spec: RankSpec, request_id: str, deadline: float, a: int, b: int
+        self, spec: RankSpec, request_id: str, deadline: float, a: int, b: int, *salt: str
     ) -> ComparisonOutcome:
         # Every vote follows the request's order mode (ORDER_RANDOM: a seeded coin per vote), so
         # k votes of one match spread the judge's position bias instead of repeating it k times.
+        # `salt` makes a repeated judgment of the same pair (adaptive) a fresh one.
         t = spec.template
         comparison = replace(
             t,
             response_a=spec.candidates[a],
             response_b=spec.candidates[b],
-            seed=derive_seed(str(t.seed), str(a), str(b)),
+            seed=derive_seed(str(t.seed), str(a), str(b), *salt),
         )
         return await self.comparator.compare(comparison, f"{request_id}/{a}-{b}", deadline)
+
+    async def _scheduled(
+        self,
+        spec: RankSpec,
+        schedule: Schedule,
+        request_id: str,
+        deadline: float,
+        emit: EventSink,
+    ) -> TournamentResult:
+        running: dict[asyncio.Task[ComparisonOutcome], tuple[int, int, int, int]] = {}
+        played: list[PlayedMatch] = []
+        rounds_emitted = 0
+        try:
+            while not schedule.done:
+                for m in schedule.take_ready():
+                    # Adaptive: `position` counts the pair's earlier judgments.
+                    salt = (f"v{m.position}",) if spec.strategy == "adaptive" and m.position else ()
+                    task = asyncio.create_task(
+                        self._match(spec, request_id, deadline, m.a, m.b, *salt)
+                    )
+                    running[task] = (m.match_id, m.round, m.a, m.b)
+                if not running:
+                    if schedule.done:  # decided the rest without new judgments
+                        break
+                    raise RuntimeError(f"the {spec.strategy} schedule stalled: nothing to judge")
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    match_id, round_, a, b = running.pop(task)
+                    outcome = task.result()  # a failed match fails the ranking
+                    decided = {Side.A: a, Side.B: b}.get(outcome.winner)
+                    schedule.record(match_id, _as_outcome(outcome), _judge_p_a(outcome))
+                    match = PlayedMatch(a, b, decided, outcome.p_a, round_, outcome)
+                    played.append(match)
+                    emit(match)
+                    while rounds_emitted < schedule.rounds_complete:
+                        rounds_emitted += 1
+                        emit(rounds_emitted)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        result = await asyncio.to_thread(schedule.result)  # Swiss fits Bradley-Terry
+        stats = tuple(
+            CandidateStats(score=result.scores[i], wins=result.wins[i], losses=result.losses[i])
+            for i in range(spec.n)
+        )
+        return TournamentResult(
+            result.ranking, stats, tuple(played), result.rounds, spec.strategy, result
+        )
 
     async def _knockout(
         self, spec: RankSpec, request_id: str, deadline: float, emit: EventSink
@@ -170,6 +230,39 @@ class Tournament:
         # Bradley-Terry's bootstrap refits the model hundreds of times (tens of ms to seconds for
         # a large round robin): off the event loop, which must keep serving every other call.
         return await asyncio.to_thread(_fit, spec, played)
+
+
+def make_schedule(spec: RankSpec) -> Schedule | None:
+    """The incremental strategy for `spec`, or None for the knockout and the round robins."""
+    seed = spec.template.seed & 0x7FFFFFFF
+    if spec.strategy == "swiss":
+        return SwissTournament(spec.n, seed)
+    if spec.strategy == "anchored_knockout":
+        return AnchoredKnockout(spec.n, seed, anchor=spec.reference_index)
+    if spec.strategy == "in_group_reference":
+        return InGroupReference(spec.n, seed, reference=spec.reference_index)
+    if spec.strategy == "adaptive" and spec.adaptive is not None:
+        a = spec.adaptive
+        per_judgment = 2 if spec.template.order is OrderMode.BOTH else 1
+        return AdaptiveRanking(
+            spec.n,
+            a.budget // per_judgment,
+            k=a.k,
+            confidence=a.confidence,
+            max_votes_per_pair=a.max_votes_per_pair,
+            seed=seed,
+        )
+    return None
+
+
+def _as_outcome(o: ComparisonOutcome) -> Outcome:
+    return {Side.A: Outcome.A_WINS, Side.B: Outcome.B_WINS}.get(o.winner, Outcome.TIE)
+
+
+def _judge_p_a(o: ComparisonOutcome) -> float | None:
+    """The judge's p(A), or None when no vote carried one (then `p_a` is a 0.5 placeholder that
+    must not count as evidence)."""
+    return o.p_a if any(v.p_a is not None for v in o.votes) else None
 
 
 def _matches_in_round(bracket: KnockoutBracket, round_: int) -> int:

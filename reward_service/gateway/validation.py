@@ -15,6 +15,7 @@ from rrm.v1 import reward_pb2 as pb
 
 from reward_service.domain import Limits, Turn
 from reward_service.errors import InvalidInput
+from reward_service.gateway import budget
 from reward_service.gateway.planner import Comparison, OrderMode, derive_seed
 
 ROLES = ("user", "assistant", "system")
@@ -135,7 +136,26 @@ STRATEGIES = {
     pb.STRATEGY_ELO: "elo",
     pb.STRATEGY_BRADLEY_TERRY: "bradley_terry",
     pb.STRATEGY_WIN_RATE: "win_rate",
+    pb.STRATEGY_SWISS: "swiss",
+    pb.STRATEGY_ANCHORED_KNOCKOUT: "anchored_knockout",
+    pb.STRATEGY_IN_GROUP_REFERENCE: "in_group_reference",
+    pb.STRATEGY_ADAPTIVE: "adaptive",
 }
+# Strategies that play every pair; the others play O(n log n) matches at most.
+ROUND_ROBINS = frozenset({"elo", "bradley_terry", "win_rate"})
+WITH_REFERENCE = frozenset({"anchored_knockout", "in_group_reference"})
+DEFAULT_ADAPTIVE_CONFIDENCE = 0.9
+DEFAULT_MAX_VOTES_PER_PAIR = 7
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveSpec:
+    """STRATEGY_ADAPTIVE's validated options; `budget` counts judgments (votes x orders)."""
+
+    k: int
+    budget: int
+    confidence: float
+    max_votes_per_pair: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +165,8 @@ class RankSpec:
     candidates: tuple[str, ...]
     strategy: str  # a value of STRATEGIES
     template: Comparison  # response_a/response_b are filled per match
+    adaptive: AdaptiveSpec | None = None
+    reference_index: int | None = None  # anchor / in-group reference; None: seeded random
 
     @property
     def n(self) -> int:
@@ -163,13 +185,17 @@ def rank_spec(
     defaults: Defaults,
     *,
     default_strategy: int = pb.STRATEGY_KNOCKOUT,
+    adaptive: pb.AdaptiveOptions | None = None,
+    reference_index: int | None = None,
 ) -> RankSpec:
     strategy = strategy or default_strategy
     if strategy not in STRATEGIES:
         raise InvalidInput(_field(prefix, "strategy"), f"unknown strategy {strategy}")
     name = STRATEGIES[strategy]
     limit = (
-        limits.max_candidates_knockout if name == "knockout" else limits.max_candidates_round_robin
+        limits.max_candidates_round_robin
+        if name in ROUND_ROBINS
+        else limits.max_candidates_knockout
     )
     field = _field(prefix, "candidates")
     if not candidates:
@@ -183,7 +209,63 @@ def rank_spec(
     template = comparison_of(
         request_id, query, history, texts[0], texts[0], options, prefix, limits, defaults
     )
-    return RankSpec(candidates=texts, strategy=name, template=template)
+    if reference_index is not None:
+        if name not in WITH_REFERENCE:
+            raise InvalidInput(
+                _field(prefix, "reference_index"),
+                "is only used with STRATEGY_ANCHORED_KNOCKOUT or STRATEGY_IN_GROUP_REFERENCE",
+            )
+        if reference_index >= len(texts):
+            raise InvalidInput(
+                _field(prefix, "reference_index"),
+                f"is {reference_index}, not a candidate index (0..{len(texts) - 1})",
+            )
+    spec = None
+    if name == "adaptive":
+        spec = adaptive_spec(len(texts), adaptive or pb.AdaptiveOptions(), template, prefix, limits)
+    elif adaptive is not None:
+        raise InvalidInput(_field(prefix, "adaptive"), "is only used with STRATEGY_ADAPTIVE")
+    return RankSpec(texts, name, template, spec, reference_index)
+
+
+def adaptive_spec(
+    n: int, options: pb.AdaptiveOptions, template: Comparison, prefix: str, limits: Limits
+) -> AdaptiveSpec:
+    field = _field(prefix, "adaptive")
+    if template.votes > 1:
+        raise InvalidInput(
+            _field(prefix, "options.votes"),
+            "must be 0 or 1 with STRATEGY_ADAPTIVE, which sets the votes per pair itself "
+            "(see adaptive.max_votes_per_pair)",
+        )
+    target = options.target or pb.ADAPTIVE_TARGET_TOP_1
+    if target == pb.ADAPTIVE_TARGET_TOP_K:
+        if not 1 <= options.top_k <= n:
+            raise InvalidInput(f"{field}.top_k", f"is {options.top_k}, must be within 1..{n}")
+    elif options.top_k:
+        raise InvalidInput(f"{field}.top_k", "is only used with ADAPTIVE_TARGET_TOP_K")
+    elif target not in (pb.ADAPTIVE_TARGET_TOP_1, pb.ADAPTIVE_TARGET_FULL):
+        raise InvalidInput(f"{field}.target", f"unknown target {target}")
+    k = budget.adaptive_k(n, options)
+    least = budget.adaptive_minimum(n, options, template.order is OrderMode.BOTH)
+    judgments = budget.adaptive_budget(n, options, template.order is OrderMode.BOTH)
+    if judgments < least:
+        raise InvalidInput(
+            f"{field}.judgment_budget",
+            f"is {judgments}, below the {least} judgments the target may need (one per "
+            "comparison of its merge tree)",
+        )
+    confidence = options.confidence if options.HasField("confidence") else None
+    if confidence is None:
+        confidence = DEFAULT_ADAPTIVE_CONFIDENCE
+    elif not (math.isfinite(confidence) and 0.5 < confidence < 1.0):
+        raise InvalidInput(f"{field}.confidence", f"is {confidence}, must be within (0.5, 1)")
+    votes = options.max_votes_per_pair or min(DEFAULT_MAX_VOTES_PER_PAIR, limits.max_votes)
+    if votes > limits.max_votes:
+        raise InvalidInput(
+            f"{field}.max_votes_per_pair", f"is {votes}, over the limit of {limits.max_votes}"
+        )
+    return AdaptiveSpec(k, judgments, float(confidence), votes)
 
 
 def rank_request(
@@ -200,5 +282,7 @@ def rank_request(
         prefix,
         limits,
         defaults,
+        adaptive=req.adaptive if req.HasField("adaptive") else None,
+        reference_index=req.reference_index if req.HasField("reference_index") else None,
     )
     return rid, spec

@@ -22,6 +22,10 @@ STRATEGIES = [
     pb.STRATEGY_ELO,
     pb.STRATEGY_BRADLEY_TERRY,
     pb.STRATEGY_WIN_RATE,
+    pb.STRATEGY_SWISS,
+    pb.STRATEGY_ANCHORED_KNOCKOUT,
+    pb.STRATEGY_IN_GROUP_REFERENCE,
+    pb.STRATEGY_ADAPTIVE,
 ]
 
 
@@ -46,13 +50,24 @@ async def biased() -> AsyncIterator[Stack]:
 
 
 def request(strategy: int, order: int, votes: int) -> pb.RankRequest:
+    """Adaptive ranking judges a pair once per match and repeats close pairs itself: its votes
+    per pair come from `adaptive.max_votes_per_pair` instead of `options.votes`."""
+    adaptive = strategy == pb.STRATEGY_ADAPTIVE
     return pb.RankRequest(
         request_id=f"order-{strategy}-{order}-{votes}",
         query="q",
         candidates=CANDIDATES,
         strategy=strategy,  # type: ignore[arg-type]
-        options=pb.JudgeOptions(votes=votes, order=order),  # type: ignore[arg-type]
+        options=pb.JudgeOptions(votes=1 if adaptive else votes, order=order),  # type: ignore[arg-type]
+        adaptive=pb.AdaptiveOptions(max_votes_per_pair=votes) if adaptive else None,
     )
+
+
+def votes_by_pair(reply: pb.RankResponse) -> dict[frozenset[int], list[pb.Vote]]:
+    pairs: dict[frozenset[int], list[pb.Vote]] = {}
+    for m in reply.matches:
+        pairs.setdefault(frozenset((m.a, m.b)), []).extend(m.votes)
+    return pairs
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -65,8 +80,8 @@ async def test_random_order_spreads_a_first_shown_bias_over_the_votes(
     for v in votes:  # the verdict follows the shown order, mapped back to A/B
         expected = pb.WINNER_A if v.shown_order == pb.SHOWN_ORDER_A_FIRST else pb.WINNER_B
         assert v.verdict == expected
-    split = [m for m in reply.matches if len({v.verdict for v in m.votes}) == 2]
-    assert split, "no match's votes split: every vote was shown in one order"
+    split = [p for p, vs in votes_by_pair(reply).items() if len({v.verdict for v in vs}) == 2]
+    assert split, "no pair's votes split: every vote was shown in one order"
     assert {v.shown_order for v in votes} == {pb.SHOWN_ORDER_A_FIRST, pb.SHOWN_ORDER_B_FIRST}
 
 

@@ -24,6 +24,7 @@ from reward_service.gateway.comparator import Comparator
 from reward_service.gateway.planner import Side
 from reward_service.gateway.server import WARMUP
 from reward_service.judge import Judge, JudgeProfile
+from reward_service.queue.cache import MemoryVerdictCache
 from reward_service.queue.memory import MemoryBroker
 from reward_service.testing.scripted_engine import EngineCall, ScriptedEngine, ScriptedReply
 from reward_service.worker.engine_runner import EngineVoteRunner
@@ -31,7 +32,7 @@ from reward_service.worker.worker import Worker
 from tests.engine.support import MODEL_DIR
 
 MARGIN_S = 1.0
-COMPARISON = replace(WARMUP, votes=3, max_reasoning_tokens=512, temperature=0.6)
+COMPARISON = replace(WARMUP, votes=3, max_reasoning_tokens=512, temperature=0.6, use_cache=True)
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +56,18 @@ def slow_engine(judge: Judge) -> ScriptedEngine:
 
 
 @pytest.fixture
-async def stack(judge: Judge) -> AsyncIterator[tuple[Comparator, ScriptedEngine]]:
+def cache() -> MemoryVerdictCache:
+    return MemoryVerdictCache()
+
+
+@pytest.fixture
+async def stack(
+    judge: Judge, cache: MemoryVerdictCache
+) -> AsyncIterator[tuple[Comparator, ScriptedEngine]]:
     engine = slow_engine(judge)
     broker = MemoryBroker()
     runner = EngineVoteRunner(judge, engine, max_model_len=2048)
-    worker = Worker(broker, runner, deadline_margin_s=MARGIN_S, poll_s=0.05)
+    worker = Worker(broker, runner, deadline_margin_s=MARGIN_S, poll_s=0.05, cache=cache)
     running = asyncio.create_task(worker.run(grace_s=0.5))
     yield Comparator(broker), engine
     worker.stop()
@@ -67,7 +75,7 @@ async def stack(judge: Judge) -> AsyncIterator[tuple[Comparator, ScriptedEngine]
 
 
 async def test_answers_arrive_before_the_deadline_with_forced_verdicts(
-    stack: tuple[Comparator, ScriptedEngine],
+    stack: tuple[Comparator, ScriptedEngine], cache: MemoryVerdictCache
 ) -> None:
     comparator, engine = stack
     deadline = time.time() + 3.0
@@ -78,6 +86,8 @@ async def test_answers_arrive_before_the_deadline_with_forced_verdicts(
     assert all(v.p_a == pytest.approx(0.7 / 0.9) for v in outcome.votes)
     reasoning = [c for c in engine.calls if c.spec.max_tokens > 1]
     assert {c.spec.end_by for c in reasoning} == {deadline - MARGIN_S}
+    # cut short by this call's deadline: not a verdict to serve a later call with more time
+    assert len(cache) == 0
 
 
 async def test_a_request_that_opts_out_misses_the_deadline(
