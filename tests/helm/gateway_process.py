@@ -152,15 +152,20 @@ def wait_alive(gateway: GatewayProcess, timeout_s: float = 180) -> None:
         time.sleep(0.2)
 
 
-def stop_gateway(gateway: GatewayProcess) -> int:
-    if gateway.process.poll() is None:
-        gateway.process.send_signal(signal.SIGTERM)
+def stop_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (an orderly shutdown), SIGKILL after 30 s; the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
         try:
-            gateway.process.wait(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            gateway.process.kill()
-            gateway.process.wait()
-    return gateway.process.returncode
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def stop_gateway(gateway: GatewayProcess) -> int:
+    return stop_process(gateway.process)
 
 
 @contextlib.contextmanager

@@ -103,6 +103,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "service-monitor": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
         "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "rrm-serve"}},
     },
     "big-model": {
         "engine": {"model": "Reward-Reasoning/RRM-32B", "tensorParallelSize": 4},

@@ -16,7 +16,14 @@ import yaml
 from tests.helm.rendering import Rendered
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool (apt package prometheus)")
+
+
+@pytest.fixture(autouse=True)
+def promtool_installed() -> None:
+    """Not skipped when missing: .ci/run installs it (apt package prometheus)."""
+    if PROMTOOL is None:
+        pytest.fail("promtool is not installed: apt-get install -y prometheus (.ci/run does)")
+
 
 NS, GW, WK = "judge", "rrm-serve-gateway", "rrm-serve-worker"
 
@@ -111,6 +118,14 @@ CASES: dict[str, list[tuple[list[dict[str, str]], str, list[dict[str, str]]]]] =
         ),
         (  # a burst that drains
             [{"series": f"rrm_queue_depth{labels(GW, pod='g1')}", "values": "5000x20 100x20"}],
+            "35m",
+            [],
+        ),
+        (  # every gateway reports the same queue: three of them are not three times the backlog
+            [
+                {"series": f"rrm_queue_depth{labels(GW, pod=g)}", "values": "2000x40"}
+                for g in ("g1", "g2", "g3")
+            ],
             "35m",
             [],
         ),

@@ -6,7 +6,8 @@ slow. The real engines are tested in tests/engine and the end-to-end tests.
 What the scripted judge answers depends on a marker in the query, so a test can make every
 outcome the dashboards count:
 
-    [fail]         the engine raises: the job spends its tries and is dead-lettered (FAILED)
+    [fail]         the engine fails this request while answering probes (a job fault): the
+                   job spends its tries and is dead-lettered, its caller gets FAILED
     [budget]       the reasoning hits its budget: the verdict is forced (BUDGET_FORCED)
     [unparseable]  the judge stops without a verdict (UNPARSEABLE)
     anything else  "\\boxed{Assistant 1}" (OK)
@@ -25,6 +26,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from reward_service import app
 from reward_service.engine import factory
 from reward_service.engine.base import Engine
+from reward_service.errors import Unavailable
 from reward_service.judge import Judge
 from reward_service.settings import Settings
 from reward_service.testing.scripted_engine import (
@@ -37,8 +39,9 @@ from reward_service.testing.scripted_engine import (
 LATENCY_S = 0.2  # long enough for jobs to be seen in flight and waiting
 
 
-class ScriptedEngineFailure(RuntimeError):
-    """The scripted engine's failure on a `[fail]` query."""
+class ScriptedEngineFailure(Unavailable):
+    """The scripted engine's failure on a `[fail]` query: engines raise Unavailable for a
+    request they could not run."""
 
 
 def responder(judge: Judge, tokenizer: PreTrainedTokenizerBase) -> Responder:
