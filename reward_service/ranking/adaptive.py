@@ -17,7 +17,8 @@ overconfident one (hence the clip).
 
 Budget: every comparison the tree may still need gets its first judgment reserved, so the budget
 is never exceeded and every candidate is still ranked; an extra judgment is only spent from
-what is left above that reserve.
+what is left above that reserve, and paced per level so the first merges cannot spend what the
+last ones need.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class AdaptiveRanking:
         self._in_flight: dict[int, int] = {}  # match id -> node
         self._next_id = 0
         self._used = 0
+        self._extra_cap = self._pace(budget - minimum)
+        self._extra_spent = [0] * (self.depth + 1)
         self._results: list[MatchResult] = []
         self._settle()
 
@@ -163,6 +166,26 @@ class AdaptiveRanking:
                 else:
                     break
 
+    def _pace(self, extra: int) -> list[float]:
+        """How many extra judgments levels 1..l may have spent together: the extra budget split
+        by each level's comparisons x its threshold (about the votes it needs). Early levels run
+        first; without this they would spend what the deciding late comparisons need."""
+        weight = [0.0] * (self.depth + 1)
+        for node in self._nodes:
+            if node.left >= 0:
+                weight[node.level] += node.limit * self._thresholds[node.level]
+        total = sum(weight) or 1.0
+        caps, running = [], 0.0
+        for w in weight:
+            running += w
+            caps.append(extra * running / total)
+        return caps
+
+    def _may_spend_extra(self, level: int) -> bool:
+        if self._used + len(self._in_flight) + self._reserve() >= self.budget:
+            return False
+        return sum(self._extra_spent[: level + 1]) + 1 <= self._extra_cap[level]
+
     def _reserve(self) -> int:
         """First judgments still owed: one per output a merge may still need, minus the
         comparisons already under way (they had theirs)."""
@@ -201,7 +224,8 @@ class AdaptiveRanking:
                     continue
                 if test.votes == 0:
                     ready.append(self._propose(index, test))  # within the reserve
-                elif self._used + len(self._in_flight) + self._reserve() < self.budget:
+                elif self._may_spend_extra(self._nodes[index].level):
+                    self._extra_spent[self._nodes[index].level] += 1
                     ready.append(self._propose(index, test))
                 else:  # no spare judgment: decide on the evidence there is
                     self._decide(index, test)

@@ -237,3 +237,17 @@ def test_anchored_knockout_seeds_by_the_anchor_pass(n: int) -> None:
 def test_seeded_layout_keeps_the_top_seeds_apart() -> None:
     assert seeded_layout([10, 11, 12, 13, 14, 15, 16, 17]) == [10, 17, 13, 14, 11, 16, 12, 15]
     assert seeded_layout([0, 1, 2]) == [0, None, 1, 2]  # the bye goes to the top seed
+
+
+def test_adaptive_keeps_extra_judgments_for_the_deciding_comparisons() -> None:
+    """With every pair close (p 0.6) and 10 judgments to spare, the 8 first-round comparisons
+    must not spend them all: the final (round 4) gets extra votes too."""
+    n = 16
+    result = run_schedule(
+        AdaptiveRanking(n, n - 1 + 10, seed=2),
+        lambda a, b: (Outcome.A_WINS, 0.6) if a > b else (Outcome.B_WINS, 0.4),
+    )
+    assert len(result.matches) <= n - 1 + 10
+    final = result.matches[-1]
+    final_votes = [m for m in result.matches if {m.a, m.b} == {final.a, final.b}]
+    assert len(final_votes) >= 2
