@@ -1,14 +1,23 @@
-"""Best-of-n selection with a simulated judge: how often each strategy picks the truly best
-candidate, and how many comparisons (judge calls) it spends.
+"""Cost-vs-accuracy map of every ranking strategy with a simulated judge: top-1 accuracy, Kendall
+tau against the true order, and judgments (judge calls, votes counted) per group.
 
-The judge knows a hidden total order. It picks the better response with probability `accuracy`
-on average; position bias moves that by +bias when the better one is shown first and -bias when
-it is shown second, and every comparison (every vote) is shown in a fresh random order, as the
-reference does. Accuracy does not depend on how close the two candidates are: a deliberately
-simple, pessimistic model for near-ties and optimistic for far-apart pairs.
+Two judges, both right with probability `accuracy` on average and both with position bias
+(+bias when the better response is shown first, -bias when second; every judgment is shown in a
+fresh random order, as the service's ORDER_RANDOM does):
+
+- `labels`: a hard verdict only, the same accuracy for every pair, near or far (the judge of
+  the earlier version of this simulation). Strategies that read p(A) get none; adaptive ranking
+  is told the judge's accuracy instead.
+- `calibrated`: each judgment also reports p(A): its confidence c, drawn per judgment with
+  0.5 + 0.5 * Beta(5(2a - 1), 5 - 5(2a - 1)) (mean `accuracy` a), and it is right with
+  probability c (position bias added), so p(A) means what it says. Some pairs look easy to the
+  judge and some close, which is what adaptive ranking and in-group reference rewards exploit.
+
+The judge's accuracy does not grow with the quality gap in either model: pessimistic for
+near-ties, optimistic for far-apart pairs.
 
 Run from the repository root:
-    python bench/simulate_ranking.py --trials 2000 --seed 0 \\
+    python bench/simulate_ranking.py --trials 1000 --seed 0 \\
         --out docs/ranking-simulation.md --chart docs/img/ranking-simulation.png
 """
 
@@ -28,18 +37,41 @@ from pathlib import Path
 import numpy as np
 
 from reward_service.ranking import (
+    AdaptiveRanking,
+    AnchoredKnockout,
+    InGroupReference,
     MajorityVote,
     Outcome,
+    SwissTournament,
     bradley_terry,
+    comparisons_bound,
     elo,
     knockout,
     round_robin_pairs,
+    run_schedule,
     wins,
 )
 
 ACCURACIES = (0.7, 0.8, 0.9)
-SIZES = (4, 8, 16, 32)
-METHODS = ("knockout", "knockout, 3 votes", "knockout, 5 votes", "Elo", "Bradley-Terry", "wins")
+SIZES = (4, 8, 16, 32, 64)
+JUDGES = ("labels", "calibrated")
+METHODS = (
+    "knockout",
+    "knockout, 3 votes",
+    "knockout, 5 votes",
+    "adaptive top-1",
+    "anchored knockout",
+    "in-group reference",
+    "Swiss",
+    "adaptive full",
+    "Elo",
+    "Bradley-Terry",
+    "wins",
+)
+ROUND_ROBIN = ("Elo", "Bradley-Terry", "wins")
+# Adaptive ranking: the stated confidence, and its hard cap in judgments per comparison it needs.
+ADAPTIVE_CONFIDENCE = 0.9
+ADAPTIVE_BUDGET_FACTOR = 4
 
 
 @dataclass
@@ -49,17 +81,25 @@ class Judge:
     quality: list[int]
     accuracy: float
     bias: float
+    calibrated: bool
     rng: random.Random
     calls: int = 0
 
-    def vote(self, a: int, b: int) -> Outcome:
-        """One judgment of a against b, shown in a random order; the outcome is in (a, b) order."""
+    def judge(self, a: int, b: int) -> tuple[Outcome, float | None]:
+        """One judgment of a against b, shown in a random order: (outcome in (a, b) order, p(A))."""
         self.calls += 1
         better_first = self.rng.random() < 0.5  # which of the two is shown as Assistant 1
-        p_correct = self.accuracy + (self.bias if better_first else -self.bias)
-        a_is_better = self.quality[a] > self.quality[b]
+        confidence = self.accuracy
+        if self.calibrated:
+            alpha = 5.0 * (2.0 * self.accuracy - 1.0)
+            confidence = 0.5 + 0.5 * self.rng.betavariate(alpha, 5.0 - alpha)
+        p_correct = confidence + (self.bias if better_first else -self.bias)
         correct = self.rng.random() < p_correct
-        return Outcome.A_WINS if a_is_better == correct else Outcome.B_WINS
+        a_wins = (self.quality[a] > self.quality[b]) == correct
+        outcome = Outcome.A_WINS if a_wins else Outcome.B_WINS
+        if not self.calibrated:
+            return outcome, None
+        return outcome, confidence if a_wins else 1.0 - confidence
 
     def majority(self, k: int) -> Callable[[int, int], int]:
         """A knockout judge that votes up to k times with early stopping."""
@@ -68,142 +108,219 @@ class Judge:
             tally = MajorityVote(k)
             while not tally.decided:
                 for _ in range(tally.votes_needed):
-                    tally.add(self.vote(a, b))
+                    tally.add(*self.judge(a, b))
             return a if tally.winner is Outcome.A_WINS else b
 
         return decide
 
 
-def trial(n: int, accuracy: float, bias: float, seed: str) -> dict[str, tuple[bool, int]]:
-    """One group of n candidates: per method, (picked the best?, judge calls)."""
+def kendall_tau(ranking: tuple[int, ...] | list[int], quality: list[int]) -> float:
+    """Kendall tau-a between a ranking (best first) and the hidden quality."""
+    n = len(ranking)
+    if n < 2:
+        return 1.0
+    place = np.empty(n)
+    place[list(ranking)] = np.arange(n)
+    q = np.asarray(quality, dtype=float)
+    upper = np.triu_indices(n, 1)
+    agree = (
+        np.sign(place[:, None] - place[None, :])[upper] * -np.sign(q[:, None] - q[None, :])[upper]
+    )
+    return float(agree.sum() / len(agree))
+
+
+def trial(n: int, accuracy: float, bias: float, calibrated: bool, seed: str) -> dict[str, tuple]:
+    """One group of n candidates: per method (picked the best?, Kendall tau, judge calls)."""
     rng = random.Random(seed)
     quality = list(range(n))
     rng.shuffle(quality)
     best = quality.index(n - 1)
-    judge = Judge(quality, accuracy, bias, rng)
-    out: dict[str, tuple[bool, int]] = {}
+    judge = Judge(quality, accuracy, bias, calibrated, rng)
+    out: dict[str, tuple] = {}
+
+    def record(name: str, ranking: tuple[int, ...]) -> None:
+        out[name] = (ranking[0] == best, kendall_tau(ranking, quality), judge.calls)
+        judge.calls = 0
 
     for name, k in (("knockout", 1), ("knockout, 3 votes", 3), ("knockout, 5 votes", 5)):
-        judge.calls = 0
-        result = knockout(n, judge.majority(k), seed=rng.randrange(2**32))
-        out[name] = (result.winner == best, judge.calls)
+        record(name, knockout(n, judge.majority(k), seed=rng.randrange(2**32)).ranking)
+    seed_of = rng.randrange(2**31)
+    vote_accuracy = min(accuracy, 0.99)
+    top1 = AdaptiveRanking(
+        n,
+        ADAPTIVE_BUDGET_FACTOR * comparisons_bound(n, 1),
+        confidence=ADAPTIVE_CONFIDENCE,
+        vote_accuracy=vote_accuracy,
+        seed=seed_of,
+    )
+    record("adaptive top-1", run_schedule(top1, judge.judge).ranking)
+    full = AdaptiveRanking(
+        n,
+        ADAPTIVE_BUDGET_FACTOR * comparisons_bound(n, n),
+        k=n,
+        confidence=ADAPTIVE_CONFIDENCE,
+        vote_accuracy=vote_accuracy,
+        seed=seed_of,
+    )
+    record("adaptive full", run_schedule(full, judge.judge).ranking)
+    record("anchored knockout", run_schedule(AnchoredKnockout(n, seed_of), judge.judge).ranking)
+    record("in-group reference", run_schedule(InGroupReference(n, seed_of), judge.judge).ranking)
+    record("Swiss", run_schedule(SwissTournament(n, seed_of), judge.judge).ranking)
 
-    judge.calls = 0
     pairs = round_robin_pairs(n, seed=rng.randrange(2**32))
     xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
-    outcomes = [judge.vote(a, b) for a, b in pairs]
+    outcomes = [judge.judge(a, b)[0] for a, b in pairs]
     calls = judge.calls
-    rated = elo(xs, ys, outcomes, n=n, seed=rng.randrange(2**32))
-    out["Elo"] = (rated.winner == best, calls)
-    fit = bradley_terry(xs, ys, outcomes, n=n, n_bootstrap=0)
-    out["Bradley-Terry"] = (fit.ranking[0] == best, calls)
-    out["wins"] = (wins(xs, ys, outcomes, n=n).ranking[0] == best, calls)
+    rankings = {
+        "Elo": elo(xs, ys, outcomes, n=n, seed=rng.randrange(2**32)).ranking,
+        "Bradley-Terry": bradley_terry(xs, ys, outcomes, n=n, n_bootstrap=0).ranking,
+        "wins": wins(xs, ys, outcomes, n=n).ranking,
+    }
+    for name, ranking in rankings.items():
+        judge.calls = calls
+        record(name, ranking)
     return out
 
 
-Table = dict[tuple[float, int, str], tuple[float, float]]
+# (judge, accuracy, n, method) -> (top-1 accuracy, mean Kendall tau, mean judge calls)
+Table = dict[tuple[str, float, int, str], tuple[float, float, float]]
 
 
 def simulate(trials: int, bias: float, seed: int) -> Table:
-    """(accuracy, n, method) -> (top-1 accuracy, mean judge calls)."""
     table: Table = {}
-    for accuracy in ACCURACIES:
-        for n in SIZES:
-            hits = dict.fromkeys(METHODS, 0)
-            calls = dict.fromkeys(METHODS, 0)
-            for t in range(trials):
-                # String seeds go through SHA-512: the same groups on every Python and platform.
-                outcome = trial(n, accuracy, bias, f"{seed}:{accuracy}:{n}:{t}")
-                for method, (hit, used) in outcome.items():
-                    hits[method] += hit
-                    calls[method] += used
-            for method in METHODS:
-                table[(accuracy, n, method)] = (hits[method] / trials, calls[method] / trials)
+    for judge in JUDGES:
+        for accuracy in ACCURACIES:
+            for n in SIZES:
+                sums = {m: [0.0, 0.0, 0.0] for m in METHODS}
+                for t in range(trials):
+                    # String seeds go through SHA-512: the same groups on every platform.
+                    outcome = trial(
+                        n, accuracy, bias, judge == "calibrated", f"{seed}:{accuracy}:{n}:{t}"
+                    )
+                    for method, values in outcome.items():
+                        for i, v in enumerate(values):
+                            sums[method][i] += v
+                for method in METHODS:
+                    hit, tau, calls = (v / trials for v in sums[method])
+                    table[(judge, accuracy, n, method)] = (hit, tau, calls)
+                print(f"done: {judge} judge, accuracy {accuracy}, n = {n}", flush=True)
     return table
+
+
+def targets(table: Table) -> list[str]:
+    """The issue's two targets, checked on every judge and accuracy."""
+    lines = [
+        "| judge | accuracy | Swiss tau - BT tau (n = 16) | Swiss / BT judgments | adaptive "
+        "top-1 vs knockout-5 (n = 32) | adaptive / knockout-5 judgments |",
+        "|---|---|---|---|---|---|",
+    ]
+    for judge in JUDGES:
+        for acc in ACCURACIES:
+            swiss, bt = table[(judge, acc, 16, "Swiss")], table[(judge, acc, 16, "Bradley-Terry")]
+            ada, ko5 = (
+                table[(judge, acc, 32, "adaptive top-1")],
+                table[(judge, acc, 32, "knockout, 5 votes")],
+            )
+            lines.append(
+                f"| {judge} | {acc:.1f} | {swiss[1] - bt[1]:+.3f} | {swiss[2] / bt[2]:.0%} | "
+                f"{ada[0]:.1%} vs {ko5[0]:.1%} | {ada[2] / ko5[2]:.0%} ({ada[2]:.0f} / "
+                f"{ko5[2]:.0f}) |"
+            )
+    return lines
 
 
 def markdown(table: Table, trials: int, bias: float, command: str, seconds: float) -> str:
     se = 0.5 / math.sqrt(trials)
     lines = [
-        "# Best-of-n with a simulated judge",
+        "# Ranking strategies with a simulated judge: cost vs accuracy",
         "",
-        "How often each strategy picks the truly best of n candidates, and how many judge calls",
-        "it spends, for a judge that is right with probability `accuracy` on average. Position",
-        f"bias: +{bias:.2f} when the better response is shown first, -{bias:.2f} when second; each",
-        "comparison and each vote is shown in a fresh random order. The judge's accuracy does",
-        "not depend on how close two candidates are. Knockout with k votes stops as soon as the",
-        "majority is settled (`MajorityVote`); Elo (K = 4, shuffled), Bradley-Terry (prior = 1)",
-        "and wins all use the same round robin of n(n-1)/2 comparisons.",
+        "Every strategy on the same groups and the same simulated judges: how often it puts the",
+        "truly best of n candidates first (top-1), how well its whole ranking agrees with the",
+        "truth (Kendall tau, 1 = identical, 0 = unrelated), and how many judgments it spends per",
+        "group (votes counted). Judges (see `bench/simulate_ranking.py`): `labels` gives a hard",
+        "verdict, right with probability `accuracy` for every pair; `calibrated` also reports a",
+        "p(A) that means what it says (a per-judgment confidence with mean `accuracy`). Position",
+        f"bias: +{bias:.2f} when the better response is shown first, -{bias:.2f} when second;",
+        "each judgment is shown in a fresh random order.",
         "",
-        f"{trials} groups per cell; standard error of a top-1 rate at most {se:.1%}.",
-        f"Generated in {seconds:.0f} s (Python {platform.python_version()}, numpy {np.__version__})"
-        " by:",
+        "Strategies: knockout with k votes (majority, early stop); adaptive top-1 and adaptive",
+        f"full (confidence {ADAPTIVE_CONFIDENCE}, cap {ADAPTIVE_BUDGET_FACTOR}x the comparisons "
+        "they may need; on the `labels` judge they are told its",
+        "accuracy); anchored knockout (n - 1 judgments against a random anchor seed a bracket);",
+        "in-group reference (n - 1 judgments against a random group member, ranked by p(beats",
+        "it)); Swiss (ceil(log2 n) + 2 rounds, Bradley-Terry ranking); Elo, Bradley-Terry and",
+        "wins on one full round robin of n(n-1)/2.",
+        "",
+        f"{trials} groups per cell; standard error of a top-1 rate at most {se:.1%}, of a mean",
+        f"tau below 0.01. Generated in {seconds:.0f} s (Python {platform.python_version()}, numpy"
+        f" {np.__version__}) by:",
         "",
         "```",
         command,
         "```",
         "",
-        "![top-1 accuracy and judge calls](img/ranking-simulation.png)",
+        "![cost vs accuracy](img/ranking-simulation.png)",
         "",
-        "## Reading it",
+        "## The targets of issue 15",
         "",
-        "- Under this judge, a round robin's extra comparisons buy little top-1 accuracy: when",
-        "  accuracy does not grow with the quality gap, the best and the second best differ by",
-        "  only 2 * accuracy - 1 expected wins (their own match) against binomial noise from the",
-        "  other n - 2 matches, so the round robin's pick degrades with n about as fast as a",
-        "  single-vote knockout's, at (n - 1) / 2 times the cost.",
-        "- Majority votes per knockout match raise each match's accuracy, and that compounds over",
-        "  the ceil(log2 n) matches the best must win: here the most top-1 per judge call.",
-        "- Elo, Bradley-Terry and wins agree within noise on the same round robin.",
-        "- A real RRM is more reliable on far-apart pairs, which favours the round robin; and Elo",
-        "  or Bradley-Terry give every candidate a graded score (a group reward), where a knockout",
-        "  only gives the round reached. Choose by what the caller needs, not by top-1 alone.",
+        *targets(table),
+        "",
+        "Targets: Swiss tau within 0.02 of round-robin Bradley-Terry at <= 40% of its judgments",
+        "(n = 16); adaptive top-1 at least knockout-with-5-votes' top-1 with >= 30% fewer",
+        "judgments (n = 32, accuracy 0.9).",
         "",
     ]
-    for accuracy in ACCURACIES:
-        lines += [f"## Judge accuracy {accuracy:.1f}", ""]
-        lines.append("| method | " + " | ".join(f"n = {n}" for n in SIZES) + " |")
-        lines.append("|---|" + "---|" * len(SIZES))
-        for method in METHODS:
-            cells = [
-                f"{table[(accuracy, n, method)][0]:.1%} ({table[(accuracy, n, method)][1]:.0f})"
-                for n in SIZES
-            ]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        lines += ["", "Cells: top-1 accuracy (mean judge calls per group).", ""]
+    for judge in JUDGES:
+        for accuracy in ACCURACIES:
+            lines += [f"## {judge} judge, accuracy {accuracy:.1f}", ""]
+            lines.append("| method | " + " | ".join(f"n = {n}" for n in SIZES) + " |")
+            lines.append("|---|" + "---|" * len(SIZES))
+            for method in METHODS:
+                cells = []
+                for n in SIZES:
+                    hit, tau, calls = table[(judge, accuracy, n, method)]
+                    cells.append(f"{hit:.0%} / {tau:.2f} / {calls:.0f}")
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines += ["", "Cells: top-1 accuracy / Kendall tau / judgments per group.", ""]
     return "\n".join(lines)
 
 
-def chart(table: Table, path: Path) -> None:
+def chart(table: Table, path: Path, n: int = 32) -> None:
+    """The map: judgments per group (x) against top-1 and tau (y), one point per strategy and
+    judge accuracy, for groups of n."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(ACCURACIES), figsize=(13, 7), sharex=True)
-    for col, accuracy in enumerate(ACCURACIES):
-        top, bottom = axes[0][col], axes[1][col]
-        for method in METHODS:
-            style = "--" if method in ("Bradley-Terry", "wins") else "-"
-            top.plot(SIZES, [table[(accuracy, n, method)][0] for n in SIZES], style, marker="o")
-            bottom.plot(SIZES, [table[(accuracy, n, method)][1] for n in SIZES], style, marker="o")
-        top.set_title(f"judge accuracy {accuracy:.1f}")
-        top.set_ylim(0, 1)
-        bottom.set_yscale("log")
-        bottom.set_xscale("log", base=2)
-        bottom.set_xticks(SIZES, [str(n) for n in SIZES])
-        bottom.set_xlabel("candidates n")
-    axes[0][0].set_ylabel("top-1 accuracy")
-    axes[1][0].set_ylabel("judge calls per group")
-    fig.legend(METHODS, loc="lower center", ncol=len(METHODS), frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig, axes = plt.subplots(2, len(JUDGES), figsize=(13, 8.5), sharex=True)
+    markers = "os^vD<>pP*Xh"
+    for col, judge in enumerate(JUDGES):
+        for row, (metric, label) in enumerate(((0, "top-1 accuracy"), (1, "Kendall tau"))):
+            ax = axes[row][col]
+            for i, method in enumerate(METHODS):
+                xs = [table[(judge, a, n, method)][2] for a in ACCURACIES]
+                ys = [table[(judge, a, n, method)][metric] for a in ACCURACIES]
+                style = "--" if method in ROUND_ROBIN else "-"
+                ax.plot(xs, ys, style, marker=markers[i % len(markers)], label=method)
+            ax.set_xscale("log")
+            ax.set_ylabel(label)
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{judge} judge, n = {n} (points: accuracy 0.7, 0.8, 0.9)")
+            else:
+                ax.set_xlabel("judgments per group (log)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=6, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--bias", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="markdown report to write")
