@@ -1,6 +1,7 @@
-"""Knockout vs round robin on the real CPU judge through the real service: wall time and
-comparisons for n = 8 candidates of one HH-RLHF prompt (the chosen reply, the rejected reply and
-six other prompts' replies as distractors), a few prompts in a row.
+"""Every ranking strategy on the real CPU judge through the real service: wall time, matches
+and judgments for n = 8 candidates of one HH-RLHF prompt (the chosen reply, the rejected reply
+and six other prompts' replies as distractors), a few prompts in a row; ratios against the
+knockout, the baseline.
 
     .venv/bin/python bench/rank_real_judge.py --prompts 4 --max-reasoning-tokens 64
 """
@@ -29,7 +30,15 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--candidates", type=int, default=8)
     ap.add_argument("--max-reasoning-tokens", type=int, default=64)
+    ap.add_argument(
+        "--strategies",
+        default="knockout,elo,swiss,anchored_knockout,in_group_reference,adaptive",
+        help="comma-separated Strategy names without the STRATEGY_ prefix; the first is the "
+        "baseline of the ratios",
+    )
     args = ap.parse_args()
+    names = [name.strip().upper() for name in args.strategies.split(",")]
+    strategies = [pb.Strategy.Value(f"STRATEGY_{name}") for name in names]
     pairs = list(load_pairs(ROOT / "examples" / "hh-rlhf-harmless-256.jsonl", 64))
     console = Console(width=120)
     rows = []
@@ -39,8 +48,8 @@ def main() -> None:
         grpc.insecure_channel(service.address) as channel,
     ):
         stub = pb_grpc.RewardServiceStub(channel)
-        for strategy in (pb.STRATEGY_KNOCKOUT, pb.STRATEGY_ELO):
-            wall, comparisons, chosen_top = 0.0, 0, 0
+        for strategy in strategies:
+            wall, comparisons, judgments, chosen_top = 0.0, 0, 0, 0
             for p in range(args.prompts):
                 pair = pairs[p]
                 others = [q.chosen for q in pairs[10 + p * 8 : 10 + p * 8 + args.candidates - 2]]
@@ -61,16 +70,19 @@ def main() -> None:
                 )
                 wall += time.perf_counter() - started
                 comparisons += reply.comparisons
+                judgments += reply.usage.judgments
                 chosen_top += list(reply.ranking).index(0) < list(reply.ranking).index(1)
                 console.print(
-                    f"{pb.Strategy.Name(strategy)} prompt {p}: {reply.comparisons} comparisons,"
-                    f" {reply.rounds} rounds, winner {reply.winner}"
+                    f"{pb.Strategy.Name(strategy)} prompt {p}: {reply.comparisons} matches,"
+                    f" {reply.usage.judgments} judgments, {reply.rounds} rounds,"
+                    f" winner {reply.winner}"
                 )
             rows.append(
                 (
                     pb.Strategy.Name(strategy),
                     wall / args.prompts,
                     comparisons / args.prompts,
+                    judgments / args.prompts,
                     chosen_top,
                 )
             )
@@ -80,12 +92,16 @@ def main() -> None:
     for col in (
         "strategy",
         "wall s / prompt",
-        "comparisons / prompt",
+        "matches / prompt",
+        "judgments / prompt",
+        "wall, judgments vs baseline",
         f"chosen ranked above rejected (of {args.prompts})",
     ):
         table.add_column(col)
-    for name, wall, comps, top in rows:
-        table.add_row(name, f"{wall:.1f}", f"{comps:.0f}", str(top))
+    base_wall, base_judgments = rows[0][1], rows[0][3]
+    for name, wall, comps, judged, top in rows:
+        ratio = f"{wall / base_wall:.2f}x, {judged / max(base_judgments, 1e-9):.2f}x"
+        table.add_row(name, f"{wall:.1f}", f"{comps:.0f}", f"{judged:.0f}", ratio, str(top))
     console.print(table)
 
 
