@@ -17,7 +17,7 @@ from policy_adapter.client import AsyncRewardClient
 from policy_adapter.results import JudgeOptions, Strategy
 from policy_adapter.retry import RetryPolicy
 
-STRATEGIES = ["knockout", "elo", "bradley_terry", "win_rate"]
+STRATEGIES = [s.name.lower() for s in Strategy if s is not Strategy.UNSPECIFIED]
 
 
 def _connection_options(f: Callable[..., Any]) -> Callable[..., Any]:

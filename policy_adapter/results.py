@@ -30,10 +30,15 @@ class Strategy(IntEnum):
     ELO = pb.STRATEGY_ELO
     BRADLEY_TERRY = pb.STRATEGY_BRADLEY_TERRY
     WIN_RATE = pb.STRATEGY_WIN_RATE
+    SWISS = pb.STRATEGY_SWISS
+    ANCHORED_KNOCKOUT = pb.STRATEGY_ANCHORED_KNOCKOUT
+    IN_GROUP_REFERENCE = pb.STRATEGY_IN_GROUP_REFERENCE
+    ADAPTIVE = pb.STRATEGY_ADAPTIVE  # the server's adaptive defaults: top-1, 3x budget
 
     @classmethod
     def parse(cls, name: str) -> Strategy:
-        """ "knockout", "elo", "bradley_terry" / "bradley-terry", "win_rate"; "" = UNSPECIFIED."""
+        """A member's name in any case, "-" or "_" ("knockout", "bradley-terry", "swiss",
+        "anchored_knockout", "in_group_reference", "adaptive", ...); "" = UNSPECIFIED."""
         key = name.strip().upper().replace("-", "_") or "UNSPECIFIED"
         try:
             return cls[key]
