@@ -72,6 +72,9 @@ ROUND_ROBIN = ("Elo", "Bradley-Terry", "wins")
 # Adaptive ranking: the stated confidence, and its hard cap in judgments per comparison it needs.
 ADAPTIVE_CONFIDENCE = 0.9
 ADAPTIVE_BUDGET_FACTOR = 4
+# Text from this line on in an existing report (measurements on the real judge, the guide) is
+# kept when the report is regenerated.
+KEEP_MARKER = "<!-- kept when regenerated: written by hand below -->"
 
 
 @dataclass
@@ -334,7 +337,9 @@ def main() -> None:
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+        old = args.out.read_text() if args.out.exists() else ""
+        kept = old[old.index(KEEP_MARKER) :] if KEEP_MARKER in old else ""
+        args.out.write_text(report + ("\n" + kept if kept else ""))
     if args.chart:
         chart(table, args.chart)
 
