@@ -207,3 +207,18 @@ async def test_in_group_reference_mode_rejects_another_strategy(stack: Stack) ->
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (err.value.details() or "").startswith("strategy:")
+
+
+async def test_rank_batch_mixes_strategies_and_names_the_bad_item(stack: Stack) -> None:
+    reply = await stack.stub.RankBatch(
+        pb.RankBatchRequest(
+            requests=[
+                rank(pb.STRATEGY_SWISS),
+                rank(pb.STRATEGY_ADAPTIVE, adaptive=pb.AdaptiveOptions(judgment_budget=1)),
+                rank(pb.STRATEGY_ADAPTIVE),
+            ]
+        )
+    )
+    assert [r.WhichOneof("outcome") for r in reply.results] == ["response", "error", "response"]
+    assert reply.results[1].error.field == "requests[1].adaptive.judgment_budget"
+    assert reply.results[0].response.winner == reply.results[2].response.winner == 1
