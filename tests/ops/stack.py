@@ -139,12 +139,12 @@ def start_prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[Prometheus]:
 
 
 @contextlib.contextmanager
-def monitored_stack(tmp: Path) -> Iterator[Stack]:
+def monitored_stack(tmp: Path, worker_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Everything started and ready (the gateway's warm-up judgment went through the worker),
-    and Prometheus scraping both."""
+    and Prometheus scraping both. `worker_env`: more RRM_ settings for the worker."""
     with redis_server() as redis:
         queue = {"RRM_QUEUE__KIND": "redis", "RRM_QUEUE__REDIS_URL": redis.url}
-        worker = start_scripted_worker(tmp / "worker", queue)
+        worker = start_scripted_worker(tmp / "worker", queue | (worker_env or {}))
         gateway = start_gateway(tmp / "gateway", redis.url, {})
         try:
             wait_alive(gateway)

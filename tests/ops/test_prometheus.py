@@ -18,6 +18,7 @@ import helm_python as helm
 import pytest
 
 from tests.helm.rendering import CHART, NAMESPACE, RELEASE, objects_of
+from tests.ops.dashboard_snapshot import draw
 from tests.ops.stack import GATEWAY_JOB, WORKER_JOB, Stack, drive_traffic, monitored_stack
 
 pytestmark = pytest.mark.timeout(600)
@@ -31,13 +32,18 @@ def chart_objects() -> list[dict[str, Any]]:
         return objects_of(chart.render(values, name=RELEASE, namespace=NAMESPACE))
 
 
-def dashboard_queries(objects: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(panel title, legend, PromQL) of every dashboard query, Grafana's variables filled in."""
+def dashboard_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
     (config_map,) = [o for o in objects if o["metadata"]["name"].endswith("-dashboard")]
     (text,) = config_map["data"].values()
+    dashboard: dict[str, Any] = json.loads(text)
+    return dashboard
+
+
+def dashboard_queries(objects: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(panel title, legend, PromQL) of every dashboard query, Grafana's variables filled in."""
     return [
         (panel["title"], t["legendFormat"], t["expr"].replace("$__rate_interval", RATE_INTERVAL))
-        for panel in json.loads(text)["panels"]
+        for panel in dashboard_of(objects)["panels"]
         for t in panel["targets"]
     ]
 
@@ -117,3 +123,15 @@ def test_every_metric_the_alerts_read_exists(observed: tuple[Stack, float, float
     firing = {alert for alert, expr in rules.items() if stack.prometheus.query(expr, at=end)}
     assert firing == {"RRMDeadLetters"}
     assert WORKER_JOB in rules["RRMDeadLetters"]
+
+
+def test_the_snapshot_draws_every_query(
+    observed: tuple[Stack, float, float], tmp_path: Path
+) -> None:
+    """The drawing behind docs/img/dashboard.png: a series (or a stat) for every query."""
+    stack, start, end = observed
+    objects = chart_objects()
+    out = tmp_path / "dashboard.png"
+    drawn = draw(dashboard_of(objects), stack.prometheus, start, end, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn >= len(dashboard_queries(objects))
