@@ -137,6 +137,36 @@ def compare(
     click.echo(json.dumps(MessageToDict(reply), indent=2, ensure_ascii=False))
 
 
+@main.command()
+@click.option("--target", default="127.0.0.1:50051", show_default=True)
+@click.option("--tls-ca", type=click.Path(path_type=Path), default=None, help="CA: use TLS.")
+@click.option("--tls-cert", type=click.Path(path_type=Path), default=None, help="Client cert.")
+@click.option("--tls-key", type=click.Path(path_type=Path), default=None, help="Client key.")
+@click.option(
+    "--token-file", type=click.Path(path_type=Path), default=None, help="Bearer tokens file."
+)
+@click.option("--timeout", type=float, default=10.0, show_default=True)
+def check(
+    target: str,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    token_file: Path | None,
+    timeout: float,
+) -> None:
+    """Exit 0 if the gateway is SERVING and answers GetInfo (printed as JSON), else 1."""
+    from google.protobuf.json_format import MessageToDict
+
+    from reward_service.check import CheckFailed, Transport, check_gateway
+
+    transport = Transport(ca=tls_ca, cert=tls_cert, key=tls_key, token_file=token_file)
+    try:
+        info = check_gateway(target, transport, timeout)
+    except CheckFailed as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(MessageToDict(info), indent=2, ensure_ascii=False))
+
+
 def _register_adapter_commands() -> None:
     """The trainer-side commands live in policy_adapter (it never imports the service)."""
     from policy_adapter.cli import bestofn, remote_rm
