@@ -140,7 +140,9 @@ async def engine_server_restart(root: Path, quick: bool) -> Row:
                 **common,
                 "RRM_ENGINE__KIND": "openai",
                 "RRM_ENGINE__BASE_URL": f"http://127.0.0.1:{server.port}/v1",
-                "RRM_ENGINE__REQUEST_TIMEOUT_S": "60",
+                # The default request timeout (600 s): a shorter one (60 s here before) threw
+                # away the work of a busy engine whose queue of 32 prompts outlasted it, so no
+                # judgment finished before the callers' deadline.
                 "RRM_WORKER__METRICS_PORT": str(port),
                 "RRM_WORKER__ENGINE_MAX_BACKOFF_S": "2",
             }

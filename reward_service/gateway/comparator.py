@@ -10,6 +10,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from reward_service.domain import VoteResult
 from reward_service.errors import DeadlineExceeded, JudgmentFailed
 from reward_service.gateway.planner import (
     Comparison,
@@ -76,20 +77,9 @@ class Comparator:
                 ]
                 futures = await self.broker.submit(envelopes)
                 issued.extend(e.job_id for e in envelopes)
-                timeout = deadline - time.time()
-                if timeout <= 0:
+                if deadline <= time.time():
                     raise DeadlineExceeded("deadline passed before the judgments were made")
-                try:
-                    results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
-                except TimeoutError:
-                    # wait_for cancelled the gather, and with it every unfinished future
-                    unfinished = sum(f.cancelled() for f in futures)
-                    raise DeadlineExceeded(
-                        await self._why_late(
-                            f"deadline passed with {unfinished} of {len(futures)} judgments "
-                            "unfinished"
-                        )
-                    ) from None
+                results = await self._wait(futures, deadline)
                 votes.extend(map_vote(p, r) for p, r in zip(wave, results, strict=True))
                 issued.clear()
         finally:
@@ -100,6 +90,33 @@ class Comparator:
             reasons = sorted({v.result.error or "unknown" for v in votes})
             raise JudgmentFailed("; ".join(reasons))
         return outcome
+
+    async def _wait(
+        self, futures: list[asyncio.Future[VoteResult]], deadline: float
+    ) -> list[VoteResult]:
+        """Every result, or DeadlineExceeded at `deadline` (wall clock). Unfinished futures are
+        cancelled (at the deadline, or when gRPC cancels the call) and nothing is left to report
+        an unretrieved exception: `wait_for(gather(...))` left one such gather per late call."""
+        try:
+            done, pending = await asyncio.wait(
+                futures, timeout=deadline - time.time(), return_when=asyncio.FIRST_EXCEPTION
+            )
+        except asyncio.CancelledError:
+            for f in futures:
+                f.cancel()
+            raise
+        for f in pending:
+            f.cancel()
+        for f in done:
+            if not f.cancelled() and (error := f.exception()) is not None:
+                raise error
+        if pending:
+            raise DeadlineExceeded(
+                await self._why_late(
+                    f"deadline passed with {len(pending)} of {len(futures)} judgments unfinished"
+                )
+            )
+        return [f.result() for f in futures]
 
     async def _why_late(self, message: str) -> str:
         if self.fleet is None:
