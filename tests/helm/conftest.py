@@ -57,6 +57,23 @@ def render(render_values: Callable[[dict[str, Any]], Rendered]) -> Callable[[str
     return by_name
 
 
+def chart_secrets(pki: Pki) -> dict[str, dict[str, bytes]]:
+    """The Secrets SECURED names, filled from `pki`."""
+    return {
+        "rrm-gateway-tls": {
+            "tls.crt": pki.server_cert.read_bytes(),
+            "tls.key": pki.server_key.read_bytes(),
+        },
+        "rrm-client-ca": {"ca.crt": pki.ca.read_bytes()},
+        "rrm-gateway-tokens": {"tokens": f"# one per line\n{GATEWAY_TOKEN}\n".encode()},
+        "rrm-ca": {"ca.crt": pki.ca.read_bytes()},
+        "rrm-check-client-tls": {
+            "tls.crt": pki.client_cert.read_bytes(),
+            "tls.key": pki.client_key.read_bytes(),
+        },
+    }
+
+
 @pytest.fixture(scope="session")
 def no_worker_gateways(
     render_values: Callable[[dict[str, Any]], Rendered], tmp_path_factory: pytest.TempPathFactory
@@ -65,14 +82,7 @@ def no_worker_gateways(
     judgments wait in the queue), each given the env and mounted files the chart renders:
     "plaintext" (the defaults) and "secured" (TLS + mutual TLS + bearer tokens, SECURED)."""
     pki = make_pki(Path(tmp_path_factory.mktemp("pki")))
-    secrets = {
-        "rrm-gateway-tls": {
-            "tls.crt": pki.server_cert.read_bytes(),
-            "tls.key": pki.server_key.read_bytes(),
-        },
-        "rrm-client-ca": {"ca.crt": pki.ca.read_bytes()},
-        "rrm-gateway-tokens": {"tokens": f"# one per line\n{GATEWAY_TOKEN}\n".encode()},
-    }
+    secrets = chart_secrets(pki)
     renders = {"plaintext": render_values({}), "secured": render_values(SECURED)}
     configs = {}
     for mode, rendered in renders.items():

@@ -152,6 +152,17 @@ def wait_alive(gateway: GatewayProcess, timeout_s: float = 180) -> None:
         time.sleep(0.2)
 
 
+def wait_ready(gateway: GatewayProcess, worker: GatewayProcess, timeout_s: float = 180) -> None:
+    """Until the gateway's /healthz says 200: its warm-up judgment crossed the queue to the
+    worker and back."""
+    wait_alive(gateway)
+    deadline = time.monotonic() + timeout_s
+    while http_status(gateway.metrics_port, "/healthz") != 200:
+        if time.monotonic() > deadline or worker.process.poll() is not None:
+            raise RuntimeError(f"gateway not ready:\n{gateway.log()}\n{worker.log()}")
+        time.sleep(0.5)
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> int:
     """SIGTERM (an orderly shutdown), SIGKILL after 30 s; the exit status."""
     if process.poll() is None:

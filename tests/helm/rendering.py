@@ -37,7 +37,8 @@ SECURED: dict[str, Any] = {
             "clientCA": {"secretName": "rrm-client-ca", "key": "ca.crt"},
         },
         "auth": {"existingSecret": "rrm-gateway-tokens", "tokensKey": "tokens"},
-    }
+    },
+    "helmTest": {"tls": {"caSecretName": "rrm-ca", "clientSecretName": "rrm-check-client-tls"}},
 }
 
 # Value sets every structural test runs over; each one switches on a different part of the chart.

@@ -512,7 +512,9 @@ def test_gateway_clients_and_metrics_peers_are_configurable(
     trainers = {"namespaceSelector": {"matchLabels": {"team": "rlhf"}}}
     rendered = render_values({"networkPolicy": {"gatewayClients": [trainers], "metricsFrom": []}})
     (grpc_rule,) = rendered.one("NetworkPolicy", "gateway")["spec"]["ingress"]
-    assert grpc_rule["from"] == [trainers]
+    check_pod = rendered.one("Pod", "check")["metadata"]["labels"]
+    assert grpc_rule["from"][0] == trainers  # and the `helm test` pod:
+    assert [selects(p["podSelector"], check_pod) for p in grpc_rule["from"][1:]] == [True]
     assert rendered.one("NetworkPolicy", "worker")["spec"]["ingress"] == []
     assert render_values({"networkPolicy": {"enabled": False}}).kinds("NetworkPolicy") == []
 

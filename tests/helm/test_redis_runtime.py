@@ -25,7 +25,7 @@ from tests.helm.gateway_process import (
     start_gateway,
     start_scripted_worker,
     stop_gateway,
-    wait_alive,
+    wait_ready,
 )
 from tests.helm.rendering import Rendered, env_of
 
@@ -165,13 +165,8 @@ def test_gateway_and_worker_connect_with_the_chart_env(
         tmp_path / "gateway", envs["gateway"]["RRM_QUEUE__REDIS_URL"], envs["gateway"]
     )
     try:
-        wait_alive(gateway)
         # Ready only once its warm-up judgment crossed Redis to the worker and back: both in.
-        deadline = time.monotonic() + 120
-        while http_status(gateway.metrics_port, "/healthz") != 200:
-            assert time.monotonic() < deadline, f"{gateway.log()}\n{worker.log()}"
-            assert worker.process.poll() is None, worker.log()
-            time.sleep(0.5)
+        wait_ready(gateway, worker, timeout_s=120)
         assert http_status(worker.metrics_port, "/healthz") == 200
     finally:
         stop_gateway(gateway)

@@ -33,7 +33,7 @@ from tests.helm.gateway_process import (
     start_scripted_worker,
     stop_gateway,
     stop_process,
-    wait_alive,
+    wait_ready,
 )
 from tests.helm.rendering import NAMESPACE, RELEASE
 from tests.support.redis_server import redis_server
@@ -147,12 +147,7 @@ def monitored_stack(tmp: Path, worker_env: dict[str, str] | None = None) -> Iter
         worker = start_scripted_worker(tmp / "worker", queue | (worker_env or {}))
         gateway = start_gateway(tmp / "gateway", redis.url, {})
         try:
-            wait_alive(gateway)
-            deadline = time.monotonic() + 180
-            while http_status(gateway.metrics_port, "/healthz") != 200:
-                if time.monotonic() > deadline or worker.process.poll() is not None:
-                    raise RuntimeError(f"not ready:\n{gateway.log()}\n{worker.log()}")
-                time.sleep(0.5)
+            wait_ready(gateway, worker)
             config = prometheus_config(gateway.metrics_port, worker.metrics_port)
             with start_prometheus(tmp / "prometheus", config) as prometheus:
                 deadline = time.monotonic() + 60
