@@ -233,8 +233,8 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
 
     stopper = Stopper.install()
     http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
-    judge = load_judge(settings)
-    engine = build_engine(settings)
+    judge = await asyncio.to_thread(load_judge, settings)
+    engine = await asyncio.to_thread(build_engine, settings)
     await engine.start()
     broker = build_broker(settings, role="all")
     await broker.start()
@@ -273,7 +273,8 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
         raise SystemExit("rrm gateway needs a shared queue: set RRM_QUEUE__KIND=redis")
     stopper = Stopper.install()
     http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
-    judge = load_judge(settings)  # the tokenizer only: for the template version in GetInfo
+    # The tokenizer only (the template version in GetInfo), off the loop: /metrics is liveness.
+    judge = await asyncio.to_thread(load_judge, settings)
     broker = build_broker(settings, role="gateway")
     await broker.start()
     server, comparator = build_gateway(settings, broker, judge, fleet=build_fleet(broker))
@@ -307,9 +308,11 @@ async def run_worker(settings: Settings) -> None:
         raise SystemExit("rrm worker needs a shared queue: set RRM_QUEUE__KIND=redis")
     stopper = Stopper.install()
     # Metrics first: liveness probes see the process while the model loads; /healthz says 503.
+    # Loading (transformers and vLLM imports, the tokenizer: seconds to minutes) runs off the
+    # event loop, or /metrics would stay silent and liveness would fail during it.
     http = await start_http(settings.worker.metrics_host, settings.worker.metrics_port)
-    judge = load_judge(settings)
-    engine = build_engine(settings)
+    judge = await asyncio.to_thread(load_judge, settings)
+    engine = await asyncio.to_thread(build_engine, settings)
     await engine.start()
     broker = build_broker(settings, role="worker")
     await broker.start()
