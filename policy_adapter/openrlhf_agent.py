@@ -27,7 +27,7 @@ from policy_adapter.cohort import SampleGroups
 from policy_adapter.errors import RewardServiceError, failure_line, in_context
 from policy_adapter.group import SampleReward, group_sample_rewards
 from policy_adapter.settings import AdapterSettings
-from policy_adapter.texts import conversation_of, judgeable
+from policy_adapter.texts import TemplateReader, conversation_of, judgeable
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,17 @@ def _label_key(label: object) -> str:
     return json.dumps(label, sort_keys=True, default=str)
 
 
+def template_reader(hf_tokenizer: Any) -> TemplateReader:
+    """Reads prompts by the policy's own chat template (none: by common templates' markers)."""
+
+    def render(messages: list[dict[str, str]]) -> str:
+        return str(
+            hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+
+    return TemplateReader(render)
+
+
 class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
     def __init__(self, settings: AdapterSettings | None = None) -> None:
         super().__init__(remote_rm_url=None)  # generation only: the reward comes from the group
@@ -45,6 +56,7 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
         if not self.settings.address:
             raise ValueError("set RRM_ADDRESS to the reward service's host:port")
         self._client: AsyncRewardClient | None = None
+        self._reader: TemplateReader | None = None  # the policy's chat template, on first use
         self.groups: SampleGroups[GroupKey, SampleReward] = SampleGroups(
             self._judge,
             max_size=self.settings.n_samples_per_prompt or None,
@@ -67,6 +79,8 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
         llm_engine: Any,
         images: Any = None,
     ) -> dict[str, Any]:
+        if self._reader is None:
+            self._reader = template_reader(hf_tokenizer)
         # register before the first await: the whole group registers before any sample ends
         ticket = self.groups.enter((prompt, _label_key(label)))
         try:
@@ -86,7 +100,7 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
 
     async def _judge(self, key: GroupKey, responses: Sequence[str]) -> list[SampleReward]:
         prompt, _ = key
-        conversation = conversation_of(prompt)
+        conversation = conversation_of(prompt, self._reader)
         texts = [judgeable(r) for r in responses]
         unique = list(dict.fromkeys(texts))  # identical samples are judged once
         started = time.monotonic()

@@ -2,20 +2,22 @@
 
 OpenRLHF passes `query` = the templated prompt + the response, decoded with special tokens kept,
 `prompt` = the templated prompt, and `label` = the raw dataset label. The judge wants the
-conversation (earlier turns + the last user message) and the bare response.
+conversation (earlier turns + the last user message; `policy_adapter.chat_templates`) and the
+bare response.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Literal
 
-from policy_adapter.results import Turn
+from policy_adapter.chat_templates import Conversation, TemplateReader, conversation_of
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Conversation", "TemplateReader", "conversation_of"]  # read from chat templates
 
 # End-of-turn markers of common chat templates, kept in `query` by OpenRLHF's decode.
 END_MARKERS = (
@@ -26,36 +28,12 @@ END_MARKERS = (
     "<|end|>",
     "</s>",
     "<｜end▁of▁sentence｜>",
+    "<end_of_turn>",
+    "<eos>",
 )
 # What the judge sees for an empty response: the service rejects empty text, and an empty
 # answer is a real (bad) answer that must be judged, not skipped.
 EMPTY_RESPONSE = "(empty response)"
-
-_TEMPLATES = (
-    re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)(?:<\|im_end\|>|$)", re.S),
-    re.compile(
-        r"<\|start_header_id\|>(system|user|assistant)<\|end_header_id\|>\n\n(.*?)(?:<\|eot_id\|>|$)",
-        re.S,
-    ),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    history: tuple[Turn, ...]
-    query: str
-
-
-def conversation_of(prompt: str) -> Conversation:
-    """Turns of a ChatML or Llama-3 templated prompt; any other prompt is the query as is."""
-    for pattern in _TEMPLATES:
-        turns = [(role, content.strip()) for role, content in pattern.findall(prompt)]
-        users = [i for i, (role, _) in enumerate(turns) if role == "user"]
-        if users and turns[users[-1]][1]:
-            last = users[-1]
-            history = tuple(Turn(role, content) for role, content in turns[:last] if content)
-            return Conversation(history, turns[last][1])
-    return Conversation((), prompt.strip())
 
 
 def strip_end_markers(text: str) -> str:
