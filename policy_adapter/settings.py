@@ -8,6 +8,7 @@ configured: `RRM_ADDRESS=rrm.example:50051 RRM_N_SAMPLES_PER_PROMPT=8 ...`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,11 @@ class AdapterSettings(BaseSettings):
     # OpenRLHF runs each call through asyncio.to_thread, whose default pool (min(32, cores + 4)
     # threads) would cap it far below what the service's engines batch.
     reward_concurrency: int = Field(default=256, ge=1)
+    # agent: a group left with one sample (a timeout, a lost sample) and no reference in its
+    # label has nothing to be judged against: "neutral" rewards it `neutral_reward` (counted and
+    # logged with its prompt), "error" fails its rollout.
+    undersized: Literal["neutral", "error"] = "neutral"
+    neutral_reward: float = 0.0
 
     @field_validator("strategy")
     @classmethod
