@@ -26,8 +26,11 @@ def app_of(stack: Stack, **config: Any) -> Any:
 
 
 async def post(url: str, texts: list[str], label: object = "") -> httpx.Response:
-    body = {"query": [PROMPT + t for t in texts], "prompts": [PROMPT] * len(texts)}
-    body["labels"] = [label] * len(texts)
+    body: dict[str, list[Any]] = {
+        "query": [PROMPT + t for t in texts],
+        "prompts": [PROMPT] * len(texts),
+        "labels": [label] * len(texts),
+    }
     async with httpx.AsyncClient() as http:
         return await http.post(f"{url}/get_reward", json=body, timeout=30)
 
