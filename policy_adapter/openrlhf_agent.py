@@ -9,7 +9,9 @@ rather than train on a missing or made-up reward.
 
 Configured by `RRM_*` variables (see `policy_adapter.settings`): RRM_ADDRESS is required;
 RRM_N_SAMPLES_PER_PROMPT caps a group (0: learned from the calls), RRM_GROUP_TIMEOUT_S bounds the
-wait for stragglers, RRM_STRATEGY / RRM_VOTES / RRM_MAX_REASONING_TOKENS tune the judging.
+wait for stragglers, RRM_STRATEGY / RRM_VOTES / RRM_MAX_REASONING_TOKENS tune the judging,
+RRM_UNDERSIZED / RRM_NEUTRAL_REWARD say what a group left with one sample gets when its label has
+no reference to judge it against. The prompt is read by the policy tokenizer's chat template.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from openrlhf.utils.agent import SingleTurnAgentExecutor
@@ -25,9 +29,21 @@ from openrlhf.utils.agent import SingleTurnAgentExecutor
 from policy_adapter.client import AsyncRewardClient
 from policy_adapter.cohort import SampleGroups
 from policy_adapter.errors import RewardServiceError, failure_line, in_context
-from policy_adapter.group import SampleReward, group_sample_rewards
+from policy_adapter.group import (
+    GROUP_LOG_KEYS,
+    SampleReward,
+    group_sample_rewards,
+    reference_sample_rewards,
+)
+from policy_adapter.results import Scores
 from policy_adapter.settings import AdapterSettings
-from policy_adapter.texts import TemplateReader, conversation_of, judgeable
+from policy_adapter.texts import (
+    Conversation,
+    TemplateReader,
+    conversation_of,
+    judgeable,
+    parse_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +73,8 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
             raise ValueError("set RRM_ADDRESS to the reward service's host:port")
         self._client: AsyncRewardClient | None = None
         self._reader: TemplateReader | None = None  # the policy's chat template, on first use
+        # groups that closed with fewer than two distinct samples, by outcome
+        self.undersized: Counter[str] = Counter()
         self.groups: SampleGroups[GroupKey, SampleReward] = SampleGroups(
             self._judge,
             max_size=self.settings.n_samples_per_prompt or None,
@@ -98,27 +116,34 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
         output.update(reward=reward.reward, scores=reward.score, extra_logs=reward.extra_logs)
         return output
 
-    async def _judge(self, key: GroupKey, responses: Sequence[str]) -> list[SampleReward]:
-        prompt, _ = key
-        conversation = conversation_of(prompt, self._reader)
-        texts = [judgeable(r) for r in responses]
-        unique = list(dict.fromkeys(texts))  # identical samples are judged once
-        started = time.monotonic()
+    async def _score(
+        self, what: str, conversation: Conversation, texts: list[str], **how: Any
+    ) -> Scores:
+        """Score; a failure logged and raised naming rrm-serve, the endpoint and the status."""
         try:
-            scores = await self.client.score(
-                conversation.query,
-                unique,
-                history=conversation.history,
-                strategy=self.settings.strategy_enum,
+            return await self.client.score(
+                conversation.query, texts, history=conversation.history, **how
             )
         except RewardServiceError as exc:
-            what = f"rank a group of {len(texts)} samples (Score, group mode)"
             endpoint = self.settings.address
             log.error("%s", failure_line(exc, endpoint=endpoint, what=what))
             raise in_context(exc, endpoint=endpoint, what=what) from exc
+
+    async def _judge(self, key: GroupKey, responses: Sequence[str]) -> list[SampleReward]:
+        prompt, label = key
+        conversation = conversation_of(prompt, self._reader)
+        texts = [judgeable(r) for r in responses]
+        unique = list(dict.fromkeys(texts))  # identical samples are judged once
+        if len(unique) < 2:
+            return await self._undersized(conversation, json.loads(label), texts)
+        started = time.monotonic()
+        scores = await self._score(
+            f"rank a group of {len(texts)} samples (Score, group mode)",
+            conversation,
+            unique,
+            strategy=self.settings.strategy_enum,
+        )
         rewards = group_sample_rewards(scores, [unique.index(t) for t in texts])
-        if len(texts) == 1:
-            log.warning("a group of one sample: nothing to compare, its reward is 0")
         log.info(
             "ranked a group of %d samples (%d distinct) in %.1f s: rewards %s",
             len(texts),
@@ -127,3 +152,51 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
             [round(r.reward, 3) for r in rewards],
         )
         return rewards
+
+    async def _undersized(
+        self, conversation: Conversation, label: object, texts: list[str]
+    ) -> list[SampleReward]:
+        """Nothing to rank: identical samples tie; a sample alone (its group timed out, or lost
+        members) is judged against the label's reference when it has one, else the configured
+        outcome (RRM_UNDERSIZED), never a silent 0."""
+        brief = conversation.query[:120]
+        if len(texts) >= 2:
+            self.undersized["tie"] += 1
+            log.info("group of prompt %r: %d identical samples, a tie", brief, len(texts))
+            return [_neutral(self.settings.neutral_reward, len(texts))] * len(texts)
+        reference = parse_label(label, plain="ignore").reference
+        outcome = "reference" if reference else self.settings.undersized
+        self.undersized[outcome] += 1
+        log.warning(
+            "group of prompt %r closed with 1 sample: %s",
+            brief,
+            {
+                "reference": "judged against the label's reference",
+                "neutral": f"rewarded the neutral {self.settings.neutral_reward} (RRM_UNDERSIZED)",
+                "error": "failed (RRM_UNDERSIZED=error)",
+            }[outcome],
+        )
+        if outcome == "error":
+            raise UndersizedGroup(
+                f"the group of prompt {brief!r} closed with 1 sample and its label has no "
+                "reference to judge it against (RRM_UNDERSIZED=neutral rewards it a neutral value)"
+            )
+        if outcome == "neutral":
+            return [_neutral(self.settings.neutral_reward, 1)]
+        scores = await self._score(
+            "judge a lone sample against its reference (Score, reference mode)",
+            conversation,
+            texts,
+            reference=reference,
+        )
+        [alone] = reference_sample_rewards(scores)
+        return [replace(_neutral(alone.reward, 1), score=alone.reward)]
+
+
+class UndersizedGroup(RuntimeError):
+    """A group closed with one sample and nothing to judge it against (RRM_UNDERSIZED=error)."""
+
+
+def _neutral(reward: float, members: int) -> SampleReward:
+    logs = dict.fromkeys(GROUP_LOG_KEYS, 0.0) | {"rrm_group_size": float(members)}
+    return SampleReward(reward=reward, score=0.5, extra_logs=logs)

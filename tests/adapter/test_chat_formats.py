@@ -15,7 +15,8 @@ from policy_adapter.chat_templates import TemplateReader, conversation_by_marker
 from policy_adapter.results import Turn
 from policy_adapter.texts import conversation_of, response_of
 from tests.adapter.conftest import address_of
-from tests.adapter.harness import AGENT_FILE, ROOT, Rollout, ScriptedPolicy, sampling_params
+from tests.adapter.harness import AGENT_FILE, ROOT, Rollout, ScriptedPolicy
+from tests.adapter.rollouts import generate_samples
 from tests.gateway.conftest import Stack
 
 GEMMA3 = (
@@ -249,14 +250,7 @@ async def test_agent_reads_the_prompt_by_the_policy_template(
     prompt = qwen_tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True
     )
-    outputs = await actor.generate_responses(
-        prompt=prompt,
-        label="",
-        sampling_params=sampling_params(),
-        max_length=512,
-        hf_tokenizer=qwen_tokenizer,
-        num_samples=2,
-    )
+    outputs = await generate_samples(actor, qwen_tokenizer, prompt, 2, "")
     assert all(o["reward"] is not None for o in outputs)
     assert {p.query for p in seen} == {U2.strip()}
     histories = {tuple((t.role, t.content) for t in p.history) for p in seen}

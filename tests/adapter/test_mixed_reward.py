@@ -12,7 +12,8 @@ from openrlhf.utils.agent import SingleTurnAgentExecutor
 
 from policy_adapter.rule_rewards import answers_match, final_answer, last_boxed
 from tests.adapter.conftest import address_of
-from tests.adapter.harness import Rollout, ScriptedPolicy, chat_prompt, sampling_params
+from tests.adapter.harness import Rollout, ScriptedPolicy, chat_prompt
+from tests.adapter.rollouts import generate_samples
 from tests.gateway.conftest import Stack
 
 MIXED_FILE = Path(__file__).resolve().parents[2] / "examples" / "openrlhf" / "mixed_reward_func.py"
@@ -33,14 +34,8 @@ async def test_mixed_reward_file_loaded_and_called_by_openrlhf(
 
     texts = [RIGHT_AND_LONG, WRONG_AND_LONG, RIGHT_AND_SHORT]
     actor = rollout.actor(executor, ScriptedPolicy(tokenizer, texts))
-    outputs = await actor.generate_responses(
-        prompt=chat_prompt(tokenizer, "What is 6 x 7?"),
-        label=REFERENCE,
-        sampling_params=sampling_params(),
-        max_length=512,
-        hf_tokenizer=tokenizer,
-        num_samples=3,
-    )
+    prompt = chat_prompt(tokenizer, "What is 6 x 7?")
+    outputs = await generate_samples(actor, tokenizer, prompt, 3, REFERENCE)
     expected = [0.3 * 0.9 + 0.7, 0.3 * 0.9, 0.3 * 0.1 + 0.7]
     assert [o["reward"] for o in outputs] == [pytest.approx([r]) for r in expected]
     assert [o["scores"] for o in outputs] == [[1.0], [0.0], [1.0]]
@@ -50,7 +45,6 @@ async def test_mixed_reward_file_loaded_and_called_by_openrlhf(
     assert experience.info["rrm_p_win"].flatten().tolist() == pytest.approx([0.9])
 
     # a label with a worked reference and a separate short answer
-    prompt = chat_prompt(tokenizer, "What is 6 x 7?")
     label = {"reference": "Six times seven is forty-two.", "answer": "42"}
     [result] = await executor._fetch_rewards_via_func([prompt + RIGHT_AND_LONG], [prompt], [label])
     assert result["rewards"] == [pytest.approx(0.3 * 0.9 + 0.7)]

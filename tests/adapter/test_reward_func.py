@@ -24,24 +24,17 @@ from tests.adapter.harness import (
     ScriptedPolicy,
     chat_prompt,
     free_socket,
-    sampling_params,
 )
+from tests.adapter.rollouts import generate_samples
 from tests.gateway.conftest import Stack, close_stack, make_stack
 
 LONG, SHORT = "a long and careful answer", "ok"
 
 
 async def rollouts(actor: Any, tokenizer: Any, n: int, label: str) -> list[dict[str, Any]]:
-    """n samples of one prompt through OpenRLHF's RolloutRayActor.generate_responses."""
-    outputs: list[dict[str, Any]] = await actor.generate_responses(
-        prompt=chat_prompt(tokenizer, "Explain rain."),
-        label=label,
-        sampling_params=sampling_params(),
-        max_length=512,
-        hf_tokenizer=tokenizer,
-        num_samples=n,
+    return await generate_samples(
+        actor, tokenizer, chat_prompt(tokenizer, "Explain rain."), n, label
     )
-    return outputs
 
 
 @pytest.fixture
