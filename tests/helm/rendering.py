@@ -105,6 +105,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
         "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
         "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "rrm-serve"}},
+        "redis": {"metrics": {"enabled": True}},
     },
     "big-model": {
         "engine": {"model": "Reward-Reasoning/RRM-32B", "tensorParallelSize": 4},
@@ -166,7 +167,13 @@ class Rendered:
         return [o for o in self.objects if o["kind"] in ("Deployment", "StatefulSet")]
 
     def container(self, kind: str, component: str) -> dict[str, Any]:
-        (container,) = self.one(kind, component)["spec"]["template"]["spec"]["containers"]
+        containers = self.one(kind, component)["spec"]["template"]["spec"]["containers"]
+        # The component's own container; sidecars (Redis' exporter) are named otherwise.
+        (container,) = (
+            containers
+            if len(containers) == 1
+            else [c for c in containers if c["name"] == component]
+        )
         return container
 
 

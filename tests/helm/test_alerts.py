@@ -25,7 +25,8 @@ def promtool_installed() -> None:
         pytest.fail("promtool is not installed: apt-get install -y prometheus (.ci/run does)")
 
 
-NS, GW, WK = "judge", "rrm-serve-gateway", "rrm-serve-worker"
+NS, GW, WK, RD = "judge", "rrm-serve-gateway", "rrm-serve-worker", "rrm-serve-redis"
+GIB = 1 << 30
 
 
 def labels(job: str, **extra: str) -> str:
@@ -130,12 +131,39 @@ CASES: dict[str, list[tuple[list[dict[str, str]], str, list[dict[str, str]]]]] =
             [],
         ),
     ],
+    "RRMRedisMemoryHigh": [
+        (  # 1.4 of 1.5 GiB for 15 minutes
+            [
+                {
+                    "series": f"redis_memory_used_bytes{labels(RD)}",
+                    "values": f"{int(1.4 * GIB)}x20",
+                },
+                {"series": f"redis_memory_max_bytes{labels(RD)}", "values": f"{int(1.5 * GIB)}x20"},
+            ],
+            "15m",
+            [{"namespace": NS, "severity": "warning"}],
+        ),
+        (  # half full; and no maxmemory at all (0) is not "above the limit"
+            [
+                {"series": f"redis_memory_used_bytes{labels(RD)}", "values": f"{GIB // 2}x20"},
+                {"series": f"redis_memory_max_bytes{labels(RD)}", "values": f"{GIB}x20"},
+                {
+                    "series": f"redis_memory_used_bytes{labels(RD, pod='other')}",
+                    "values": f"{GIB}x20",
+                },
+                {"series": f"redis_memory_max_bytes{labels(RD, pod='other')}", "values": "0x20"},
+            ],
+            "15m",
+            [],
+        ),
+    ],
 }
 
 
 @pytest.fixture(scope="module")
 def rules(render_values: Callable[[dict[str, Any]], Rendered]) -> dict[str, Any]:
-    rule = render_values({"prometheusRule": {"enabled": True}}).one("PrometheusRule")
+    values = {"prometheusRule": {"enabled": True}, "redis": {"metrics": {"enabled": True}}}
+    rule = render_values(values).one("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     return {"groups": rule["spec"]["groups"]}
 

@@ -113,6 +113,7 @@ def test_service_monitors_are_structurally_sound(render: Callable[[str], Rendere
     assert {m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors} == {
         "gateway",
         "worker",
+        "redis",  # its redis_exporter sidecar (redis.metrics.enabled)
     }
     for monitor in monitors:
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"

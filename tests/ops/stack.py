@@ -38,15 +38,14 @@ from tests.helm.gateway_process import (
 from tests.helm.rendering import NAMESPACE, RELEASE
 from tests.support.redis_server import redis_server
 
-GATEWAY_JOB, WORKER_JOB = f"{RELEASE}-gateway", f"{RELEASE}-worker"  # the chart's Service names
+# The chart's Service names, which Prometheus Operator makes the `job` label.
+GATEWAY_JOB, WORKER_JOB, REDIS_JOB = (f"{RELEASE}-{c}" for c in ("gateway", "worker", "redis"))
 
 
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
+def binary(name: str, package: str) -> str:
+    found = shutil.which(name)
     if found is None:
-        raise RuntimeError(
-            "the prometheus binary is not installed: apt-get install -y prometheus (.ci/run does)"
-        )
+        raise RuntimeError(f"{name} is not installed: apt-get install -y {package} (.ci/run does)")
     return found
 
 
@@ -88,7 +87,9 @@ class Stack:
         return f"127.0.0.1:{self.gateway.grpc_port}"
 
 
-def prometheus_config(gateway_metrics: int, worker_metrics: int) -> dict[str, Any]:
+def prometheus_config(
+    gateway_metrics: int, worker_metrics: int, redis_metrics: int
+) -> dict[str, Any]:
     def job(name: str, port: int, pod: str) -> dict[str, Any]:
         labels = {"namespace": NAMESPACE, "pod": pod}
         return {
@@ -101,6 +102,7 @@ def prometheus_config(gateway_metrics: int, worker_metrics: int) -> dict[str, An
         "scrape_configs": [
             job(GATEWAY_JOB, gateway_metrics, f"{GATEWAY_JOB}-0"),
             job(WORKER_JOB, worker_metrics, f"{WORKER_JOB}-0"),
+            job(REDIS_JOB, redis_metrics, f"{REDIS_JOB}-0"),
         ],
     }
 
@@ -113,7 +115,7 @@ def start_prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[Prometheus]:
     log = (tmp / "prometheus.log").open("wb")
     process = subprocess.Popen(
         [
-            prometheus_binary(),
+            binary("prometheus", "prometheus"),
             f"--config.file={tmp / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -139,19 +141,40 @@ def start_prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[Prometheus]:
 
 
 @contextlib.contextmanager
+def redis_exporter(tmp: Path, redis_port: int) -> Iterator[int]:
+    """Debian's prometheus-redis-exporter, the chart's sidecar (redis.metrics), on a free port."""
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    with (tmp / "redis-exporter.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
+                f"-redis.addr=redis://127.0.0.1:{redis_port}",
+                f"-web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield port
+    finally:
+        stop_process(process)
+
+
+@contextlib.contextmanager
 def monitored_stack(tmp: Path, worker_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Everything started and ready (the gateway's warm-up judgment went through the worker),
     and Prometheus scraping both. `worker_env`: more RRM_ settings for the worker."""
-    with redis_server() as redis:
+    with redis_server(args=("--maxmemory", "64mb")) as redis, redis_exporter(tmp, redis.port) as rx:
         queue = {"RRM_QUEUE__KIND": "redis", "RRM_QUEUE__REDIS_URL": redis.url}
         worker = start_scripted_worker(tmp / "worker", queue | (worker_env or {}))
         gateway = start_gateway(tmp / "gateway", redis.url, {})
         try:
             wait_ready(gateway, worker)
-            config = prometheus_config(gateway.metrics_port, worker.metrics_port)
+            config = prometheus_config(gateway.metrics_port, worker.metrics_port, rx)
             with start_prometheus(tmp / "prometheus", config) as prometheus:
                 deadline = time.monotonic() + 60
-                while prometheus.up() != {GATEWAY_JOB: 1.0, WORKER_JOB: 1.0}:
+                while prometheus.up() != {GATEWAY_JOB: 1.0, WORKER_JOB: 1.0, REDIS_JOB: 1.0}:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"targets not up: {prometheus.up()}")
                     time.sleep(0.5)

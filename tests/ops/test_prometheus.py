@@ -27,7 +27,11 @@ RATE_INTERVAL = "15s"  # Grafana's $__rate_interval for a 1 s scrape interval
 
 
 def chart_objects() -> list[dict[str, Any]]:
-    values = {"grafanaDashboard": {"enabled": True}, "prometheusRule": {"enabled": True}}
+    values = {
+        "grafanaDashboard": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "redis": {"metrics": {"enabled": True}},
+    }
     with helm.Chart.load(str(CHART)) as chart:
         return objects_of(chart.render(values, name=RELEASE, namespace=NAMESPACE))
 
@@ -115,9 +119,9 @@ def test_the_panels_show_the_traffic(observed: tuple[Stack, float, float]) -> No
 def test_every_metric_the_alerts_read_exists(observed: tuple[Stack, float, float]) -> None:
     stack, _, end = observed
     rules = alert_rules(chart_objects())
-    assert len(rules) >= 6
+    assert len(rules) >= 7 and "RRMRedisMemoryHigh" in rules
     for alert, expr in rules.items():
-        selectors = re.findall(r"rrm_\w+\{[^}]*\}", expr)
+        selectors = re.findall(r"(?:rrm|redis)_\w+\{[^}]*\}", expr)
         assert selectors, alert
         for selector in selectors:
             assert stack.prometheus.query(selector, at=end), f"{alert}: {selector} has no series"
