@@ -53,14 +53,22 @@ helm3: $(HELM3)
 $(HELM3): tests/helm/helm3.py | setup
 	$(PY) -m tests.helm.helm3 $(CACHE)/bin
 
-proto: setup
-	$(PY) -m grpc_tools.protoc -I proto --python_out=proto --grpc_python_out=proto \
+# The stubs come from grpcio-tools 1.80.0 in a venv of its own: its gencode (protobuf 6.31.1,
+# grpcio 1.80.0) loads on protobuf 6.31+ and 7, so the client installs beside vLLM 0.29 in
+# OpenRLHF's image (nvidia-cutlass-dsl pins protobuf<7); the dev venv's newer tools would not.
+PROTOC_PY := $(CACHE)/protoc/bin/python
+$(PROTOC_PY):
+	$(PYTHON) -m venv $(CACHE)/protoc
+	$(CACHE)/protoc/bin/pip install --quiet grpcio-tools==1.80.0 mypy-protobuf==5.1.0
+
+proto: $(PROTOC_PY)
+	PATH=$(CURDIR)/$(CACHE)/protoc/bin:$$PATH $(PROTOC_PY) -m grpc_tools.protoc -I proto --python_out=proto --grpc_python_out=proto \
 		--mypy_out=proto --mypy_grpc_out=proto $(PROTO_SRC)
 
 # CI fails if the committed stubs differ from what the .proto generates.
-proto-check: setup
+proto-check: $(PROTOC_PY)
 	@set -e; tmp=$$(mktemp -d); \
-	$(PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --grpc_python_out=$$tmp \
+	PATH=$(CURDIR)/$(CACHE)/protoc/bin:$$PATH $(PROTOC_PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --grpc_python_out=$$tmp \
 		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) >/dev/null; \
 	for f in reward_pb2.py reward_pb2.pyi reward_pb2_grpc.py reward_pb2_grpc.pyi; do \
 		diff -u proto/rrm/v1/$$f $$tmp/rrm/v1/$$f || { echo "stale generated stub: run make proto"; exit 1; }; \
