@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from policy_adapter.cohort import CohortJudge
 
-if TYPE_CHECKING:  # redis is needed only when cohorts are shared
+if TYPE_CHECKING:  # redis is imported only when cohorts are shared
     from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
@@ -216,9 +216,9 @@ class Codec(Generic[K, T]):
 def connect(url: str, replica_id: str) -> Redis:
     """A client whose connections carry the replica's name, so other replicas can tell at once
     (CLIENT LIST) that a crashed replica is gone, before its heartbeat key expires."""
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis as Client
 
-    return Redis.from_url(url, client_name=CLIENT_NAME_PREFIX + replica_id)
+    return Client.from_url(url, client_name=CLIENT_NAME_PREFIX + replica_id)
 
 
 def _digest(text: str) -> str:
@@ -307,10 +307,14 @@ class RedisCohorts(Generic[K, T]):
     async def _forget_crashed(self, replicas: set[str]) -> None:
         """Replicas whose heartbeat is fresh but whose Redis connections are all gone crashed:
         drop their heartbeat so their callers' retries can take their places now."""
-        connected = {
-            str(c.get("name", "")).removeprefix(CLIENT_NAME_PREFIX)
-            for c in await self.redis.client_list(_type="normal")
-        }
+        from redis.exceptions import ResponseError
+
+        try:
+            clients = await self.redis.client_list(_type="normal")
+        except ResponseError as exc:  # CLIENT refused (ACL): the heartbeat alone decides
+            log.warning("CLIENT LIST refused (%s): only heartbeats tell dead replicas", exc)
+            return
+        connected = {str(c.get("name", "")).removeprefix(CLIENT_NAME_PREFIX) for c in clients}
         for replica in replicas - connected:
             log.warning("replica %s has no Redis connection left: treating it as dead", replica)
             await self.redis.delete(f"{self.prefix}:replica:{replica}")
