@@ -38,7 +38,9 @@ class ReferenceJudge:
         with self._lock:
             if self._client is None:
                 if not self.settings.address:
-                    raise ValueError("set RRM_ADDRESS to the reward service's host:port")
+                    message = "rrm-serve: set RRM_ADDRESS to the reward service's host:port"
+                    log.error("%s", message)  # OpenRLHF logs the raised error at INFO only
+                    raise ValueError(message)
                 self._client = self.settings.client()
             return self._client
 

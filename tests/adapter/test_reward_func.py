@@ -176,3 +176,13 @@ async def test_agent_failure_names_rrm_serve_the_endpoint_and_the_status(
     )
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [line]
     assert f"rrm-serve at {address}" in str(raised.value)
+
+
+async def test_reward_func_without_an_address_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("RRM_ADDRESS", raising=False)
+    executor = SingleTurnAgentExecutor(remote_rm_url=str(REWARD_FUNC_FILE))
+    with caplog.at_level(logging.ERROR), pytest.raises(ValueError, match="RRM_ADDRESS"):
+        await executor._fetch_rewards_via_func(["p x"], ["p"], [SHORT])
+    assert "rrm-serve: set RRM_ADDRESS" in caplog.text
