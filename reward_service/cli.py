@@ -8,7 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
-import click
+try:
+    import click
+except ModuleNotFoundError as missing:  # the trainer-side install, 'rrm-serve[client]'
+    raise SystemExit(
+        f"rrm: {missing.name} is not installed; the rrm commands need an extra: "
+        "pip install 'rrm-serve[server]' (or [remote-rm], [launcher])"
+    ) from None
 
 from reward_service.settings import Settings
 

@@ -145,6 +145,13 @@ async def test_client_extra_alone_at_its_minimum_versions_rewards_a_sample(
     assert report["installed"] == [] and report["imported"] == []
     assert Path(report["adapter"]).is_relative_to(venv)
 
+    # the console script is installed too: it says which extra it needs
+    rrm = await asyncio.to_thread(
+        subprocess.run, [str(venv / "bin" / "rrm"), "--help"], capture_output=True, text=True
+    )
+    assert rrm.returncode == 1
+    assert "pip install 'rrm-serve[server]'" in rrm.stderr, rrm.stderr
+
 
 def test_stated_lower_bounds_are_what_the_generated_stubs_check_at_import() -> None:
     """reward_pb2.py refuses an older protobuf runtime, reward_pb2_grpc.py an older grpcio."""
