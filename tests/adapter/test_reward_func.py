@@ -59,7 +59,7 @@ class PeakInFlight:
     """Wraps the scripted runner (a TEST DOUBLE for the judge): every vote waits until `gate`
     votes are in flight at once (or `patience_s` passed), and the peak is recorded."""
 
-    def __init__(self, stack: Stack, gate: int, patience_s: float = 5.0) -> None:
+    def __init__(self, stack: Stack, gate: int, patience_s: float = 15.0) -> None:
         self.run = stack.runner.run
         self.gate, self.patience_s = gate, patience_s
         self.in_flight = self.peak = 0
@@ -112,7 +112,7 @@ async def test_reward_concurrency_sizes_the_pool(
     monkeypatch.setenv("RRM_ADDRESS", address_of(scripted))
     monkeypatch.setenv("RRM_REWARD_CONCURRENCY", "3")
     executor = SingleTurnAgentExecutor(remote_rm_url=str(REWARD_FUNC_FILE))
-    peak = PeakInFlight(scripted, gate=4, patience_s=0.5)
+    peak = PeakInFlight(scripted, gate=4, patience_s=2.0)
     calls = [executor._fetch_rewards_via_func([f"p {LONG} {i}"], ["p"], [SHORT]) for i in range(6)]
     await asyncio.gather(*calls)
     assert peak.peak == 3
