@@ -151,7 +151,10 @@ def build_cache(settings: Settings) -> VerdictCache | None:
         return None
     q = settings.queue
     if q.kind == "redis":
-        return RedisVerdictCache.connect(q.verdict_cache_url or redis_target(settings))
+        if not q.verdict_cache_url:
+            return RedisVerdictCache.connect(redis_target(settings))
+        password = q.verdict_cache_password or None
+        return RedisVerdictCache.connect(RedisTarget(q.verdict_cache_url, password=password))
     return MemoryVerdictCache()
 
 

@@ -146,6 +146,8 @@ class QueueSettings(BaseModel):
     # A Redis of its own for the verdict cache (redis kind only; empty: the queue's Redis).
     # The queue's Redis must never evict (noeviction); a cache wants allkeys-lru.
     verdict_cache_url: str = ""
+    # Its password beside the URL, not in it (like redis_password).
+    verdict_cache_password: str = ""
 
 
 class Settings(BaseSettings):

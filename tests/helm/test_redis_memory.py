@@ -69,13 +69,12 @@ def test_an_enabled_verdict_cache_gets_its_own_redis(
     env = worker_env(render_values({"verdictCache": cache}))
     assert "RRM_QUEUE__VERDICT_CACHE" not in env  # the service default: on
     url = env["RRM_QUEUE__VERDICT_CACHE_URL"]["value"]
-    assert url == "rediss://:$(VERDICT_CACHE_PASSWORD)@cache.data.svc:6379/0"
-    ref = env["VERDICT_CACHE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert url == "rediss://cache.data.svc:6379/0"  # the password beside it, not in it
+    ref = env["RRM_QUEUE__VERDICT_CACHE_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "cache-pw", "key": "redis-password"}
-    names = list(env)
-    assert names.index("VERDICT_CACHE_PASSWORD") < names.index("RRM_QUEUE__VERDICT_CACHE_URL")
     no_password = worker_env(render_values({"verdictCache": {"enabled": True, "host": "c"}}))
     assert no_password["RRM_QUEUE__VERDICT_CACHE_URL"]["value"] == "redis://c:6379/0"
+    assert "RRM_QUEUE__VERDICT_CACHE_PASSWORD" not in no_password
 
 
 def test_an_enabled_verdict_cache_without_a_host_is_refused(

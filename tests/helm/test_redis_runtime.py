@@ -17,8 +17,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from reward_service.app import build_cache
+from reward_service.domain import ParseStatus, Verdict, VoteResult
+from reward_service.queue.cache import RedisVerdictCache
 from reward_service.queue.redis_client import RedisAuthFailed, RedisTarget, check_server, close
 from reward_service.queue.redis_client import connect as redis_connect
+from reward_service.settings import QueueSettings, Settings
 from tests.helm.gateway_process import (
     http_status,
     queue_env,
@@ -220,3 +224,23 @@ async def test_password_sources(
         redis_connect(RedisTarget(f"redis://:x@127.0.0.1:{port}/0", password=PASSWORD))
     with pytest.raises(ValueError, match="given twice"):
         redis_connect(RedisTarget(url, password="a", password_file=str(secret_file)))
+
+
+async def test_the_verdict_cache_takes_its_password_beside_the_url(
+    chart_redis: tuple[int, subprocess.Popen[bytes]],
+) -> None:
+    """What the chart gives workers for verdictCache.existingSecret, through app.build_cache."""
+    port, _ = chart_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    decided = VoteResult(verdict=Verdict.FIRST, p_first=0.8, status=ParseStatus.OK)
+    for password, hits in ((PASSWORD, 1), ("wrong", 0)):
+        queue = QueueSettings(kind="redis", verdict_cache_url=url, verdict_cache_password=password)
+        cache = build_cache(Settings(queue=queue))
+        assert isinstance(cache, RedisVerdictCache)
+        try:
+            await cache.put("fingerprint", decided, 60)
+            found = await cache.get("fingerprint")
+        finally:
+            await close(cache.redis)
+        assert cache.hits == hits  # a refused cache is skipped (judged without it), not fatal
+        assert (found is not None) == bool(hits)

@@ -148,14 +148,14 @@ placed in the URL with Kubernetes' dependent-variable syntax $(VAR).
 {{- with .Values.verdictCache }}
 {{- if .enabled }}
 {{- if .existingSecret }}
-- name: VERDICT_CACHE_PASSWORD
+- name: RRM_QUEUE__VERDICT_CACHE_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .existingSecret }}
       key: {{ .passwordKey }}
 {{- end }}
 - name: RRM_QUEUE__VERDICT_CACHE_URL
-  value: {{ printf "%s://%s%s:%v/%v" (ternary "rediss" "redis" .tls) (ternary ":$(VERDICT_CACHE_PASSWORD)@" "" (ne .existingSecret "")) (required "verdictCache.host is required when verdictCache.enabled is true (the cache must not share the queue's noeviction Redis)" .host) .port .database | quote }}
+  value: {{ printf "%s://%s:%v/%v" (ternary "rediss" "redis" .tls) (required "verdictCache.host is required when verdictCache.enabled is true (the cache must not share the queue's noeviction Redis)" .host) .port .database | quote }}
 {{- else }}
 - name: RRM_QUEUE__VERDICT_CACHE
   value: "false"
