@@ -61,10 +61,10 @@ def alert_rules(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, float, float]]:
-    """The stack after 20 s of traffic: (stack, traffic start, end) as Unix times."""
+    """The stack after 12 s of traffic: (stack, traffic start, end) as Unix times."""
     with monitored_stack(Path(tmp_path_factory.mktemp("observed"))) as stack:
         start = time.time()
-        asyncio.run(drive_traffic(stack.address, 20))
+        asyncio.run(drive_traffic(stack.address, 12))
         time.sleep(3)  # a few more scrapes
         yield stack, start, time.time()
 
