@@ -52,8 +52,8 @@ from reward_service.ranking import (
     wins,
 )
 
-ACCURACIES = (0.7, 0.8, 0.9)
-SIZES = (4, 8, 16, 32, 64)
+ACCURACIES: tuple[float, ...] = (0.7, 0.8, 0.9)
+SIZES: tuple[int, ...] = (4, 8, 16, 32, 64)
 JUDGES = ("labels", "calibrated")
 METHODS = (
     "knockout",
@@ -219,6 +219,8 @@ def targets(table: Table) -> list[str]:
     ]
     for judge in JUDGES:
         for acc in ACCURACIES:
+            if (judge, acc, 16, "Swiss") not in table or (judge, acc, 32, "Swiss") not in table:
+                continue  # a partial run (--sizes)
             swiss, bt = table[(judge, acc, 16, "Swiss")], table[(judge, acc, 16, "Bradley-Terry")]
             ada, ko5 = (
                 table[(judge, acc, 32, "adaptive top-1")],
@@ -307,6 +309,9 @@ def chart(table: Table, path: Path, n: int = 32) -> None:
                 style = "--" if method in ROUND_ROBIN else "-"
                 ax.plot(xs, ys, style, marker=markers[i % len(markers)], label=method)
             ax.set_xscale("log")
+            ticks = [t for t in (8, 16, 32, 64, 128, 256, 512, 1024, 2048) if t <= 4 * n * n]
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
             ax.set_ylabel(label)
             ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)
@@ -322,13 +327,20 @@ def chart(table: Table, path: Path, n: int = 32) -> None:
 
 
 def main() -> None:
+    global SIZES, ACCURACIES, ADAPTIVE_CONFIDENCE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--bias", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="markdown report to write")
     parser.add_argument("--chart", type=Path, default=None, help="PNG chart to write")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="e.g. 16,32")
+    parser.add_argument("--accuracies", default=",".join(map(str, ACCURACIES)))
+    parser.add_argument("--confidence", type=float, default=ADAPTIVE_CONFIDENCE)
     args = parser.parse_args()
+    SIZES = tuple(int(v) for v in args.sizes.split(","))
+    ACCURACIES = tuple(float(v) for v in args.accuracies.split(","))
+    ADAPTIVE_CONFIDENCE = args.confidence
     command = "python bench/simulate_ranking.py " + shlex.join(sys.argv[1:])
     print(f"command: {command}", flush=True)
     start = time.monotonic()
