@@ -1,9 +1,13 @@
-"""Throughput and latency, side by side, one run: the same judge, the same real pairs, the same
-sampling and the same two-step judgment (reasoning sample + 1-token verdict read) through
+"""Throughput and latency, side by side, one run: the same judge, the same real pairs and the same
+sampling; the judgment (reasoning + 1-token verdict read, one call, or text only) as named, through
 
+  text     (0) vllm.LLM.generate, the status quo one-call judge: verdict parsed, no probability
   direct   (1) vllm.LLM.generate on all prompts at once: the physical limit
+  direct1  (1') the same with the service's one-call judgment (reasoning with top-20 logprobs,
+           a read only for forced verdicts)
   http     (2) OpenRLHF-style HTTP reward server, one judgment per request, OpenRLHF's client
   script   (3) judge script: 16 threads of /v1/chat/completions to a vLLM api_server
+  script1  (3') the same, one chat completion per pair, verdict parsed, no probability
   serve    (4a) `rrm serve` (embedded queue), concurrent Compare calls
   batch    (4a) `rrm serve`, the same pairs in one CompareBatch call
   redis    (4b) `rrm gateway` + `rrm worker` on a Redis started here, concurrent Compare calls
@@ -11,7 +15,8 @@ sampling and the same two-step judgment (reasoning sample + 1-token verdict read
 one engine at a time, each freshly started, warmed with an unmeasured burst of the other pairs
 (short budget), then measured on pairs it has never seen. Also: the peak RSS (process +
 children) of every server process, the CPU each of their processes used during the burst, and
-the CPU other programs used meanwhile (a shared machine's noise). The prefix-cache probe is
+the CPU other programs used meanwhile (a shared machine's noise), and engine requests per
+judgment (`rrm serve`: from its rrm_engine_requests_total). The prefix-cache probe is
 `bench.prefix_cache` (on a fresh service: these pairs are all in the cache by now).
 
     python -m bench.side_by_side --pairs 128 --budget 128
@@ -51,9 +56,12 @@ from bench.common import (
 from bench.service_client import compare_all, compare_batch
 from policy_adapter.hh_rlhf import PreferencePair
 
-PATHS = ("direct", "http", "script", "serve", "batch", "redis")
+PATHS = ("text", "direct", "direct1", "http", "script", "script1", "serve", "batch", "redis")
 LABELS = {
+    "text": "(0) vllm.LLM.generate, verdict parsed, no p",
     "direct": "(1) vllm.LLM.generate, all at once",
+    "direct1": "(1') vllm.LLM.generate, one call",
+    "script1": "(3') judge script, verdict parsed, no p",
     "http": "(2) HTTP RM server (OpenRLHF pattern)",
     "script": "(3) judge script -> vLLM api_server",
     "serve": "(4a) rrm serve, concurrent Compare",
@@ -61,7 +69,10 @@ LABELS = {
     "redis": "(4b) rrm gateway + worker + Redis",
 }
 SHORT = {
+    "text": "(0) text only",
     "direct": "(1) direct",
+    "direct1": "(1') one call",
+    "script1": "(3') script, text",
     "http": "(2) HTTP RM",
     "script": "(3) script",
     "serve": "(4a) Compare",
@@ -95,9 +106,9 @@ def _brief(r: dict[str, Any]) -> str:
     )
 
 
-def run_direct(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+def run_direct(args: argparse.Namespace, logs: Path, judging: str = "two-call") -> dict[str, Any]:
     flags = ["--pairs", str(args.pairs), "--budget", str(args.budget)]
-    flags += ["--warm-budget", str(args.warm_budget)]
+    flags += ["--warm-budget", str(args.warm_budget), "--judging", judging]
     proc = procs.spawn("direct", ["-m", "bench.baselines.direct", *flags], logs)
     with RssSampler({"process": proc.pid}) as rss:
         proc.process.wait()
@@ -127,14 +138,15 @@ def run_http(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     return row | {"peak_rss_mib": {"server": mib(rss.peak["server"])}}
 
 
-def run_script(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+def run_script(args: argparse.Namespace, logs: Path, read_verdict: bool = True) -> dict[str, Any]:
     from bench.baselines.judge_script import JudgeScript
 
     model = model_dir()
     proc = procs.api_server(logs, model)
     with procs.running(proc):
         procs.wait_http(f"http://127.0.0.1:{proc.port}/health", proc)
-        script = JudgeScript(f"http://127.0.0.1:{proc.port}/v1", model, args.budget, args.threads)
+        url = f"http://127.0.0.1:{proc.port}/v1"
+        script = JudgeScript(url, model, args.budget, args.threads, read_verdict)
         with RssSampler({"api_server": proc.pid}) as rss:
             row = measure(script.burst, args, {"api_server": proc.pid})
         script.close()
@@ -150,12 +162,43 @@ def _compare(address: str) -> Burst:
     return lambda pairs, budget: asyncio.run(compare_all(address, pairs, budget)).as_row()
 
 
+def engine_requests(metrics_url: str) -> dict[str, float]:
+    """`rrm_engine_requests_total` by purpose, from a process's /metrics."""
+    import httpx
+
+    counts: dict[str, float] = {}
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+        if line.startswith("rrm_engine_requests_total{"):
+            purpose = line.split('purpose="', 1)[1].split('"', 1)[0]
+            counts[purpose] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def counting_requests(burst: Burst, metrics_url: str, budget: int) -> Burst:
+    """The burst, plus the engine requests the worker made for the measured one."""
+
+    def counted(pairs: list[PreferencePair], b: int) -> dict[str, Any]:
+        before = engine_requests(metrics_url)
+        row = burst(pairs, b)
+        if b == budget:
+            after = engine_requests(metrics_url)
+            by_purpose = {k: v - before.get(k, 0.0) for k, v in after.items()}
+            row |= {"engine_requests": sum(by_purpose.values()), "requests_by": by_purpose}
+        return row
+
+    return counted
+
+
 def run_serve(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
-    proc = procs.rrm_serve(logs, _worker_env(args))
+    metrics_port = procs.free_port()
+    env = _worker_env(args) | {"RRM_GATEWAY__METRICS_PORT": str(metrics_port)}
+    proc = procs.rrm_serve(logs, env)
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     with procs.running(proc):
         procs.wait_grpc(proc)
+        burst = counting_requests(_compare(f"127.0.0.1:{proc.port}"), metrics_url, args.budget)
         with RssSampler({"rrm serve": proc.pid}) as rss:
-            row = measure(_compare(f"127.0.0.1:{proc.port}"), args, {"rrm serve": proc.pid})
+            row = measure(burst, args, {"rrm serve": proc.pid})
     return row | {"peak_rss_mib": {"rrm serve": mib(rss.peak["rrm serve"])}}
 
 
@@ -192,7 +235,10 @@ def run_redis(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
+    "text": lambda args, logs: run_direct(args, logs, "text"),
     "direct": run_direct,
+    "direct1": lambda args, logs: run_direct(args, logs, "one-call"),
+    "script1": lambda args, logs: run_script(args, logs, read_verdict=False),
     "http": run_http,
     "script": run_script,
     "serve": run_serve,
@@ -212,10 +258,13 @@ def rows_of(results: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     base = results.get("direct", {}).get("judgments_per_s")
+    text = results.get("text", {})
     headers = [
         "path",
         "judgments/s (range)",
         "x direct",
+        "x (0) per judgment / per gen token",
+        "engine req/judgment",
         "p50 s",
         "p99 s",
         "wall s",
@@ -241,6 +290,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             LABELS[path],
             rate,
             ratio,
+            _vs_text(r, text),
+            f"{r['engine_requests'] / r['judgments']:.3f}" if "engine_requests" in r else "-",
             f"{r['p50_s']:.1f}",
             f"{r['p99_s']:.1f}",
             f"{r['seconds']:.1f}",
@@ -253,6 +304,16 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     console.print(table)
     md = md_table(headers, md_rows)
     return md
+
+
+def _vs_text(r: dict[str, Any], text: dict[str, Any]) -> str:
+    """Throughput against the one-call text-only judge: per judgment and per generated token
+    (paths that stop at a natural verdict generate fewer tokens per judgment)."""
+    if not text or not r.get("gen_tokens") or not text.get("gen_tokens"):
+        return "-"
+    per_judgment = r["judgments_per_s"] / text["judgments_per_s"]
+    per_token = (r["gen_tokens"] / r["seconds"]) / (text["gen_tokens"] / text["seconds"])
+    return f"{per_judgment:.2f} / {per_token:.2f}"
 
 
 def chart(results: dict[str, dict[str, Any]], path: Path) -> None:

@@ -45,7 +45,10 @@ def p_first(top_logprobs: Sequence[dict[str, Any]]) -> float | None:
     return probs["1"] / total if total > 0 else None
 
 
-def judge_pair(client: Any, model: str, pair: PreferencePair, budget: int) -> dict[str, Any]:
+def judge_pair(
+    client: Any, model: str, pair: PreferencePair, budget: int, read_verdict: bool = True
+) -> dict[str, Any]:
+    """`read_verdict=False`: the one-call status quo (the verdict parsed, no probability)."""
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user_message(to_pair(pair))},
@@ -55,6 +58,9 @@ def judge_pair(client: Any, model: str, pair: PreferencePair, budget: int) -> di
     )
     choice = gen.choices[0]
     text, natural = verdict_continuation(choice.message.content or "", choice.finish_reason)
+    usage = {"gen_tokens": gen.usage.completion_tokens, "prompt_tokens": gen.usage.prompt_tokens}
+    if not read_verdict:
+        return {"p_first": None, "natural": natural, "requests": 1} | usage
     read = client.chat.completions.create(
         model=model,
         messages=[*messages, {"role": "assistant", "content": text}],
@@ -65,21 +71,19 @@ def judge_pair(client: Any, model: str, pair: PreferencePair, budget: int) -> di
         extra_body={"continue_final_message": True, "add_generation_prompt": False},
     )
     top = [t.model_dump() for t in read.choices[0].logprobs.content[0].top_logprobs]
-    return {
-        "p_first": p_first(top),
-        "natural": natural,
-        "gen_tokens": gen.usage.completion_tokens,
-        "prompt_tokens": gen.usage.prompt_tokens,
-    }
+    return {"p_first": p_first(top), "natural": natural, "requests": 2} | usage
 
 
 class JudgeScript:
     """The script's thread pool and per-thread OpenAI clients, kept across bursts."""
 
-    def __init__(self, base_url: str, model: str, budget: int, threads: int) -> None:
+    def __init__(
+        self, base_url: str, model: str, budget: int, threads: int, read_verdict: bool = True
+    ) -> None:
         from openai import OpenAI
 
         self.model, self.budget, self.threads = model, budget, threads
+        self.read_verdict = read_verdict
         self._local = threading.local()
         self._client = lambda: OpenAI(
             base_url=base_url, api_key="EMPTY", timeout=900, max_retries=0
@@ -97,7 +101,7 @@ class JudgeScript:
             if not hasattr(self._local, "client"):
                 self._local.client = self._client()
             started = time.perf_counter()
-            out = judge_pair(self._local.client, self.model, pair, budget)
+            out = judge_pair(self._local.client, self.model, pair, budget, self.read_verdict)
             latencies.add(time.perf_counter() - started)
             return out
 
@@ -112,4 +116,5 @@ class JudgeScript:
             "p99_s": latencies.p99,
             "gen_tokens": sum(r["gen_tokens"] for r in results),
             "natural_verdicts": sum(r["natural"] for r in results),
+            "engine_requests": sum(r["requests"] for r in results),
         }
