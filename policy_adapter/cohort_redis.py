@@ -182,7 +182,12 @@ return 1
 
 
 class GroupFailed(RuntimeError):
-    """The group this call belonged to could not be judged (the closer's error, as text)."""
+    """The group this call belonged to could not be judged: the closer's error, as its message
+    and `kind` (the closer's exception class name), so every replica can answer alike."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +353,7 @@ class RedisCohorts(Generic[K, T]):
         except Exception as exc:
             log.error("group %s (%r) failed: %s", gid, key, exc)
             failed: list[str | int] = [self.prefix, gid, self.replica_id, ttl_ms, "failed"]
-            await self._finish(args=[*failed, f"{exc}" or repr(exc)])
+            await self._finish(args=[*failed, f"{type(exc).__name__}\t{exc or repr(exc)}"])
             return
         pairs: list[str] = []
         for digest, result in zip(digests, results, strict=True):
@@ -431,10 +436,11 @@ class RedisCohorts(Generic[K, T]):
                 if waiters:  # answered: these calls can no longer be retried into this group
                     await self.redis.hdel(f"{self.prefix}:h:{gid}", *waiters)
             else:
-                reason = _text(error) if error else f"group {gid} expired before it was judged"
+                kind, _, reason = _text(error).partition("\t") if error else ("", "", "")
+                reason = reason or f"group {gid} expired before it was judged"
                 for waiter in waiters.values():
                     if not waiter.future.done():
-                        waiter.future.set_exception(GroupFailed(reason))
+                        waiter.future.set_exception(GroupFailed(reason, kind))
                         waiter.future.exception()
 
     async def close(self) -> None:

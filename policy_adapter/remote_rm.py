@@ -268,9 +268,21 @@ class RemoteRM:
         return out
 
 
+# A failed shared group's status by the closer's exception (Retry-After is the closer's alone).
+_SHARED_FAILURE_STATUS = {
+    "UndersizedGroup": 422,
+    "InvalidArgument": 400,
+    "Overloaded": 503,
+    "ServiceUnavailable": 503,
+    "DeadlineExceeded": 504,
+}
+
+
 def _error_response(exc: Exception) -> JSONResponse:
     status, headers = 500, {}
-    if isinstance(exc, BadPayload | InvalidArgument):
+    if isinstance(exc, GroupFailed):  # judged by another replica: answer as it would have
+        status = _SHARED_FAILURE_STATUS.get(exc.kind, 502)
+    elif isinstance(exc, BadPayload | InvalidArgument):
         status = 400
     elif isinstance(exc, Overloaded):
         status = 503
@@ -281,9 +293,11 @@ def _error_response(exc: Exception) -> JSONResponse:
         status = 504
     elif isinstance(exc, UndersizedGroup):
         status = 422
-    elif isinstance(exc, RewardServiceError | GroupFailed):
+    elif isinstance(exc, RewardServiceError):
         status = 502  # the judgment failed upstream (ABORTED) or another service error
     name = exc.code.name if isinstance(exc, RewardServiceError) else type(exc).__name__
+    if isinstance(exc, GroupFailed) and exc.kind:
+        name = exc.kind
     return JSONResponse({"error": name, "message": str(exc)}, status_code=status, headers=headers)
 
 

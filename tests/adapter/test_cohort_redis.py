@@ -12,8 +12,15 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
+from redis.asyncio import Redis
 
-from policy_adapter.cohort_redis import Codec, RedisCohortConfig, RedisCohorts, connect
+from policy_adapter.cohort_redis import (
+    CLIENT_NAME_PREFIX,
+    Codec,
+    RedisCohortConfig,
+    RedisCohorts,
+    connect,
+)
 from tests.support import redis_server
 from tests.support.redis_server import RedisServer
 
@@ -87,6 +94,15 @@ async def crash(cohorts: RedisCohorts[str, float]) -> None:
     for waiters in cohorts._waiting.values():
         for waiter in waiters.values():
             waiter.future.cancel()
+    # the server notices the closed sockets a moment later (OpenRLHF retries 1 s after the reset)
+    kwargs = cohorts.redis.get_connection_kwargs()
+    observer = Redis(host=kwargs["host"], port=kwargs["port"])
+    name = CLIENT_NAME_PREFIX + cohorts.replica_id
+    try:
+        while any(c.get("name") == name for c in await observer.client_list()):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    finally:
+        await observer.aclose()
 
 
 async def test_a_prompts_samples_spread_over_replicas_are_judged_once_as_a_whole(
@@ -154,8 +170,8 @@ async def test_a_closer_that_dies_loses_the_group_to_another_replica(
 
 async def test_a_partial_group_is_closed_by_any_replica_at_its_timeout(make: Make) -> None:
     judge = Judge()
-    a = await make(judge, size=4, timeout_s=0.3)
-    b = await make(judge, size=4, timeout_s=0.3)
+    a = await make(judge, size=4, timeout_s=2.0, lease_s=0.5)
+    b = await make(judge, size=4, timeout_s=2.0, lease_s=0.5)
     first = asyncio.create_task(a.submit("p", "aa"))
     await asyncio.sleep(0.05)
     await crash(a)  # the replica that opened the group is gone: b still closes it

@@ -5,17 +5,23 @@ The real gateway with the scripted judge (the longer response wins, p = 0.9)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from policy_adapter import AsyncRewardClient, RetryPolicy
+from policy_adapter.cohort_redis import RedisCohortConfig
 from policy_adapter.group import GROUP_LOG_KEYS
 from policy_adapter.remote_rm import RemoteRMConfig, create_app
 from tests.adapter.conftest import address_of
 from tests.adapter.harness import serving
 from tests.gateway.conftest import Stack
+from tests.support import redis_server
+from tests.support.redis_server import RedisServer
+
+redis_session = redis_server.redis_session
 
 PROMPT = "<|im_start|>user\nWhich planet is largest?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -83,3 +89,14 @@ async def test_identical_samples_are_a_tie(scripted: Stack) -> None:
         assert reply.json()["rewards"] == [0.5] * 4
         assert reply.json()["extra_logs"]["rrm_group_size"] == [4.0] * 4
         assert await counted(url, "tie") == 1.0
+
+
+async def test_shared_cohorts_answer_a_lone_sample_alike(
+    scripted: Stack, redis_session: RedisServer
+) -> None:
+    """With cohorts in Redis every replica answers from the stored outcome: still a 422."""
+    shared = RedisCohortConfig(namespace=uuid.uuid4().hex[:8], poll_s=0.02)
+    async with serving(app_of(scripted, redis_url=redis_session.url, shared=shared)) as url:
+        reply = await post(url, ["Jupiter"])
+        assert reply.status_code == 422 and reply.json()["error"] == "UndersizedGroup"
+        assert "Which planet is largest?" in reply.json()["message"]
