@@ -223,7 +223,13 @@ def connect(url: str, replica_id: str) -> Redis:
     (CLIENT LIST) that a crashed replica is gone, before its heartbeat key expires."""
     from redis.asyncio import Redis as Client
 
-    return Client.from_url(url, client_name=CLIENT_NAME_PREFIX + replica_id)
+    return Client.from_url(
+        url,
+        client_name=CLIENT_NAME_PREFIX + replica_id,
+        socket_timeout=10.0,  # a stuck read fails the call (OpenRLHF retries) rather than hang
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+    )
 
 
 def _digest(text: str) -> str:
@@ -454,15 +460,17 @@ class RedisCohorts(Generic[K, T]):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             with contextlib.suppress(Exception):
-                await self._renew(args=[self.prefix, gid, self.replica_id, 0])
+                release = self._renew(args=[self.prefix, gid, self.replica_id, 0])
+                await asyncio.wait_for(release, 5.0)
         for waiters in self._waiting.values():
             for waiter in waiters.values():
                 if not waiter.future.done():
                     waiter.future.set_exception(GroupFailed("the remote RM is shutting down"))
                     waiter.future.exception()
         self._waiting.clear()
-        with contextlib.suppress(Exception):
-            await self.redis.delete(f"{self.prefix}:replica:{self.replica_id}")
+        with contextlib.suppress(Exception):  # a Redis that does not answer must not hang exit
+            heartbeat = f"{self.prefix}:replica:{self.replica_id}"
+            await asyncio.wait_for(self.redis.delete(heartbeat), 5.0)
 
 
 def _text(value: object) -> str:

@@ -94,13 +94,14 @@ async def crash(cohorts: RedisCohorts[str, float]) -> None:
     for waiters in cohorts._waiting.values():
         for waiter in waiters.values():
             waiter.future.cancel()
-    # the server notices the closed sockets a moment later (OpenRLHF retries 1 s after the reset)
+    # the server drops a dead process's connections (here: at once, as it would have noticed
+    # the resets by the time OpenRLHF retries, 1 s later)
     kwargs = cohorts.redis.get_connection_kwargs()
     observer = Redis(host=kwargs["host"], port=kwargs["port"])
-    name = CLIENT_NAME_PREFIX + cohorts.replica_id
     try:
-        while any(c.get("name") == name for c in await observer.client_list()):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        for client in await observer.client_list():
+            if client.get("name") == CLIENT_NAME_PREFIX + cohorts.replica_id:
+                await observer.client_kill_filter(_id=client["id"])
     finally:
         await observer.aclose()
 
