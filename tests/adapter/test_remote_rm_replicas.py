@@ -77,7 +77,11 @@ async def replicas(scripted: Stack, redis_session: RedisServer) -> AsyncIterator
         for replica in started:
             if replica.process.returncode is None:
                 replica.process.terminate()
-            await replica.process.wait()
+            try:
+                await asyncio.wait_for(replica.process.wait(), 15)
+            except TimeoutError:  # a shutdown that hangs must not hang the suite
+                replica.process.kill()
+                await replica.process.wait()
 
 
 class ServiceProxy:
