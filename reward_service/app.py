@@ -174,7 +174,12 @@ def redis_target(settings: Settings) -> RedisTarget:
 def build_worker(
     settings: Settings, broker: Broker, judge: Judge, engine: Engine, fleet: Fleet | None = None
 ) -> Worker:
-    runner = EngineVoteRunner(judge, engine, max_model_len=settings.engine.max_model_len)
+    runner = EngineVoteRunner(
+        judge,
+        engine,
+        max_model_len=settings.engine.max_model_len,
+        one_call=settings.judge.one_call(judge.profile.value),
+    )
     w = settings.worker
     name = w.name or f"{socket.gethostname()}-{os.getpid()}"
     info = judge_info(settings, judge)

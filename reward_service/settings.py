@@ -61,6 +61,16 @@ class JudgeSettings(BaseModel):
     default_max_reasoning_tokens: int = 512
     default_temperature: float = 0.6
     top_p: float = 1.0
+    # Ask the reasoning call for top-20 logprobs of every token, so a verdict the judge writes
+    # itself needs no second engine request. None (auto): on for the rrm profile (RRMs write
+    # their verdict), off for generic: the CPU judge forces ~81% of its verdicts anyway, and the
+    # per-token logprobs made it ~9% slower than a separate read (docs/benchmarks.md, one call).
+    verdict_in_reasoning_call: bool | None = None
+
+    def one_call(self, profile: str) -> bool:
+        if self.verdict_in_reasoning_call is not None:
+            return self.verdict_in_reasoning_call
+        return profile == ProfileName.RRM.value
 
 
 class GatewaySettings(BaseModel):

@@ -14,10 +14,13 @@ class PromptTooLong(ValueError):
 
 
 class EngineVoteRunner:
-    def __init__(self, judge: Judge, engine: Engine, *, max_model_len: int) -> None:
+    def __init__(
+        self, judge: Judge, engine: Engine, *, max_model_len: int, one_call: bool = True
+    ) -> None:
         self.judge = judge
         self.engine = engine
         self.max_model_len = max_model_len
+        self.one_call = one_call
 
     async def run(
         self, task: VoteTask, request_id: str, verdict_by: float | None = None
@@ -30,7 +33,9 @@ class EngineVoteRunner:
                 f"prompt is {prompt_len} tokens; with max_reasoning_tokens "
                 f"{task.max_reasoning_tokens} it exceeds the model context of {self.max_model_len}"
             )
-        return await judge_vote(self.judge, self.engine, task, request_id, verdict_by)
+        return await judge_vote(
+            self.judge, self.engine, task, request_id, verdict_by, one_call=self.one_call
+        )
 
     async def check(self) -> None:
         await self.engine.check()

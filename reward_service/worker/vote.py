@@ -50,15 +50,19 @@ async def judge_vote(
     task: VoteTask,
     request_id: str,
     verdict_by: float | None = None,
+    *,
+    one_call: bool = True,
 ) -> VoteResult:
     """`verdict_by`: wall-clock time by which the reasoning must end (the job's deadline less
-    the time a forced read and the answer's way back take); None: no limit."""
+    the time a forced read and the answer's way back take); None: no limit. `one_call`: ask the
+    reasoning call for logprobs (a natural verdict needs no read); off, every verdict is read by
+    a second request."""
     prompt = judge.render(task.pair)
     spec = SamplingSpec(
         max_tokens=task.max_reasoning_tokens,
         temperature=task.temperature,
         seed=task.seed if engine.supports_seed else None,
-        logprobs=READ_TOP_LOGPROBS,
+        logprobs=READ_TOP_LOGPROBS if one_call else None,
         end_by=verdict_by if task.deadline_forcing else None,
     )
     metrics.ENGINE_REQUESTS.labels("reasoning").inc()

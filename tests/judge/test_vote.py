@@ -18,6 +18,7 @@ from reward_service.engine.base import Engine
 from reward_service.errors import Unavailable
 from reward_service.judge import Judge
 from reward_service.judge.judge import VERDICT_TEXTS
+from reward_service.settings import JudgeSettings
 from reward_service.testing.scripted_engine import EngineCall, ScriptedEngine, ScriptedReply
 from reward_service.worker.vote import VerdictReadError, judge_vote
 
@@ -84,6 +85,28 @@ async def test_a_written_verdict_on_smollm2_costs_one_engine_call(smol_judge: Ju
     result = await judge_vote(smol_judge, engine, TASK, "r")
     assert (result.verdict, result.p_first) == (Verdict.SECOND, pytest.approx(0.1 / 0.9))
     assert len(engine.calls) == 1
+
+
+async def test_without_one_call_a_written_verdict_is_read_by_a_second_request(
+    smol_judge: Judge,
+) -> None:
+    """The generic profile's default (JudgeSettings.one_call): no per-token logprobs in the
+    reasoning call; the verdict's probability comes from a separate read."""
+    reply = written(smol_judge, "Response 2 is better. ", 2, "}", 0.1, 0.8)
+    engine = ScriptedEngine([replace(reply, logprobs=None), read(smol_judge, 0.2, 0.7)])
+    result = await judge_vote(smol_judge, engine, TASK, "r", one_call=False)
+    assert (result.verdict, result.p_first) == (Verdict.SECOND, pytest.approx(0.2 / 0.9))
+    assert [c.spec.logprobs for c in engine.calls] == [None, 20]
+
+
+@pytest.mark.parametrize(
+    ("setting", "profile", "expected"),
+    [(None, "rrm", True), (None, "generic", False), (True, "generic", True), (False, "rrm", False)],
+)
+def test_one_call_defaults_to_the_profile(
+    setting: bool | None, profile: str, expected: bool
+) -> None:
+    assert JudgeSettings(verdict_in_reasoning_call=setting).one_call(profile) is expected
 
 
 @pytest.mark.parametrize("drop", ["logprobs", "fbox", "token"])
