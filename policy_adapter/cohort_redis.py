@@ -273,6 +273,9 @@ class RedisCohorts(Generic[K, T]):
         self._waiting: dict[str, dict[str, _Waiter[T]]] = {}  # gid -> call id -> waiter
         self._closing: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        # redis-py can turn a cancellation mid-command into a ConnectionError, which the loop
+        # survives by design: the loop also stops on this flag (seen hanging close() 1 in 5).
+        self._stopping = False
         self.judged_cohorts = 0
         self.timed_out_cohorts = 0
         self.taken_over_cohorts = 0
@@ -379,7 +382,7 @@ class RedisCohorts(Generic[K, T]):
         c = self.config
         last_beat = time.monotonic()
         last_renew = last_beat
-        while True:
+        while not self._stopping:
             try:
                 now = time.monotonic()
                 if now - last_beat >= c.replica_ttl_s / 4:
@@ -451,10 +454,10 @@ class RedisCohorts(Generic[K, T]):
 
     async def close(self) -> None:
         """Stop; groups this replica was judging are released to the others at once."""
+        self._stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await asyncio.wait([self._loop_task], timeout=5.0)
         for gid, task in list(self._closing.items()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -86,6 +86,7 @@ async def crash(cohorts: RedisCohorts[str, float]) -> None:
     """What SIGKILL leaves behind: its tasks stop, its Redis connections drop, its heartbeat
     key stays until it expires, its callers see their connections reset."""
     assert cohorts._loop_task is not None
+    cohorts._stopping = True  # a cancellation redis-py turns into ConnectionError must stop it too
     tasks = [cohorts._loop_task, *cohorts._closing.values()]
     for task in tasks:
         task.cancel()
