@@ -121,7 +121,7 @@ async def test_remote_rm_through_openrlhfs_http_client(
     assert sorted(rewards) == [-1.0, 0.0, 1.0]  # a knockout of 3: out in round 1, final, winner
     assert all(set(o["extra_logs"]) == set(GROUP_LOG_KEYS) for o in outputs)
     assert sum(o["extra_logs"]["rrm_wins"][0] for o in outputs) == 2  # a knockout of 3
-    assert app.state.rm.buffer.judged_cohorts == 1
+    assert app.state.rm.cohorts.judged_cohorts == 1
 
 
 async def test_agent_executor_through_openrlhf(
