@@ -167,7 +167,7 @@ WRONG = [
     ({"ppo": {"data": {"promptDataset": "/data/my prompts.jsonl"}}}, "promptDataset"),
     ({"ppo": {"extraArgs": ["--x", "$(rm -rf /)"]}}, "extraArgs"),
     ({"ppo": {"algo": {"advantageEstimator": "grpo"}}}, "advantageEstimator"),
-    ({"rewardService": {"strategy": "swiss"}}, "unknown strategy"),
+    ({"rewardService": {"strategy": "double_elimination"}}, "unknown strategy"),
     ({"dpo": {"resources": {"gpus": 0}}}, "gpus"),
     ({"dpo": {"train": {"beta": 0}}}, "beta"),
     ({"dpo": {"learningRate": 1e-6}}, "learningRate"),  # belongs under dpo.train
