@@ -26,9 +26,9 @@ from tests.adapter.harness import (
     ScriptedPolicy,
     chat_prompt,
     free_socket,
-    sampling_params,
     serving,
 )
+from tests.adapter.rollouts import generate_samples
 from tests.gateway.conftest import Stack
 
 LONGEST, MIDDLE, SHORT = "a long and careful answer", "a medium one", "ok"
@@ -37,15 +37,7 @@ LONGEST, MIDDLE, SHORT = "a long and careful answer", "a medium one", "ok"
 async def generate(
     actor: Any, tokenizer: Any, user: str, n: int, label: object = ""
 ) -> list[dict[str, Any]]:
-    outputs: list[dict[str, Any]] = await actor.generate_responses(
-        prompt=chat_prompt(tokenizer, user),
-        label=label,
-        sampling_params=sampling_params(),
-        max_length=512,
-        hf_tokenizer=tokenizer,
-        num_samples=n,
-    )
-    return outputs
+    return await generate_samples(actor, tokenizer, chat_prompt(tokenizer, user), n, label)
 
 
 # ---- (b) reward_func, reference mode ----
