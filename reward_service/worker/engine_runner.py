@@ -21,20 +21,29 @@ class EngineVoteRunner:
         self.engine = engine
         self.max_model_len = max_model_len
         self.one_call = one_call
+        # tokenises the forced suffixes: once, not per vote
+        self._forced_overhead = judge.forced_overhead
 
     async def run(
         self, task: VoteTask, request_id: str, verdict_by: float | None = None
     ) -> VoteResult:
-        prompt_len = len(self.judge.render(task.pair))
+        prompt = self.judge.render(task.pair)
+        prompt_len = len(prompt)
         # room for the forced end of reasoning, verdict prefix and the read token
-        needed = prompt_len + task.max_reasoning_tokens + self.judge.forced_overhead
+        needed = prompt_len + task.max_reasoning_tokens + self._forced_overhead
         if needed > self.max_model_len:
             raise PromptTooLong(
                 f"prompt is {prompt_len} tokens; with max_reasoning_tokens "
                 f"{task.max_reasoning_tokens} it exceeds the model context of {self.max_model_len}"
             )
         return await judge_vote(
-            self.judge, self.engine, task, request_id, verdict_by, one_call=self.one_call
+            self.judge,
+            self.engine,
+            task,
+            request_id,
+            verdict_by,
+            one_call=self.one_call,
+            prompt_ids=prompt,
         )
 
     async def check(self) -> None:

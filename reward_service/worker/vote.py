@@ -27,7 +27,7 @@ decides between retry and failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from reward_service import metrics
 from reward_service.domain import ParseStatus, Verdict, VoteResult, VoteTask
@@ -52,12 +52,14 @@ async def judge_vote(
     verdict_by: float | None = None,
     *,
     one_call: bool = True,
+    prompt_ids: Sequence[int] | None = None,
 ) -> VoteResult:
     """`verdict_by`: wall-clock time by which the reasoning must end (the job's deadline less
     the time a forced read and the answer's way back take); None: no limit. `one_call`: ask the
     reasoning call for logprobs (a natural verdict needs no read); off, every verdict is read by
-    a second request."""
-    prompt = judge.render(task.pair)
+    a second request. `prompt_ids`: `judge.render(task.pair)` when the caller has it already
+    (rendering tokenises the whole prompt, so the runner renders once per vote)."""
+    prompt = list(prompt_ids) if prompt_ids is not None else judge.render(task.pair)
     spec = SamplingSpec(
         max_tokens=task.max_reasoning_tokens,
         temperature=task.temperature,
