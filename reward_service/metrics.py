@@ -15,6 +15,18 @@ RPC_LATENCY = Histogram(
 )
 QUEUE_DEPTH = Gauge("rrm_queue_depth", "Judgments queued or running, as the gateway sees them")
 OVERLOADED = Counter("rrm_overloaded_total", "Calls refused with RESOURCE_EXHAUSTED")
+CASCADE_COMPARISONS = Counter(
+    "rrm_cascade_comparisons_total",
+    "Comparisons judged with a budget cascade, by the stage that decided: short or full",
+    ["decided_by"],
+)
+CASCADE_ESCALATIONS = Counter(
+    "rrm_cascade_escalations_total",
+    "Budget-cascade comparisons re-judged at the full budget, by why the short stage did not "
+    "stand: undecided (a short vote failed or named no winner), orders_disagree, uncertain "
+    "(|p(A) - 0.5| below the threshold)",
+    ["reason"],
+)
 
 # ---- worker ----
 JUDGMENTS = Counter(

@@ -24,7 +24,14 @@ ADAPTIVE_BUDGET_FACTOR = 3
 
 
 def per_comparison(options: pb.JudgeOptions) -> int:
-    return max(options.votes, 1) * (2 if options.order == pb.ORDER_BOTH else 1)
+    """A cascade may run both of its stages: the short one (in both orders when asked) and the
+    full one."""
+    votes = max(options.votes, 1)
+    full = votes * (2 if options.order == pb.ORDER_BOTH else 1)
+    if not options.HasField("cascade"):
+        return full
+    short_both = options.order == pb.ORDER_BOTH or options.cascade.short_both_orders
+    return full + votes * (2 if short_both else 1)
 
 
 def matches(candidates: int, strategy: int) -> int:

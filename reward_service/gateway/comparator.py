@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from reward_service import metrics
 from reward_service.domain import VoteResult
 from reward_service.errors import DeadlineExceeded, JudgmentFailed
 from reward_service.gateway.planner import (
@@ -17,10 +18,14 @@ from reward_service.gateway.planner import (
     ComparisonOutcome,
     MappedVote,
     OrderMode,
+    Stage,
     aggregate,
+    escalation,
+    full_stage,
     map_vote,
     next_wave_size,
     plan_votes,
+    short_stage,
 )
 from reward_service.gateway.prompt_guard import PromptGuard
 from reward_service.queue.base import Broker, JobEnvelope
@@ -53,11 +58,54 @@ class Comparator:
         self.fleet = fleet
 
     async def compare(self, c: Comparison, request_id: str, deadline: float) -> ComparisonOutcome:
-        """Judge one comparison. Raises JudgmentFailed when every vote failed."""
+        """Judge one comparison. Raises JudgmentFailed when every vote (of the deciding stage,
+        with a cascade) failed."""
         if self.guard is not None:
             # Rendering and tokenising the prompt takes milliseconds: in a worker thread, so a
             # large batch does not stall the event loop (and with it every other call).
             await asyncio.to_thread(self.guard.check, c)
+        if c.cascade is not None:
+            outcome = await self._cascade(c, c.cascade.threshold, request_id, deadline)
+        else:
+            outcome = aggregate(await self._votes(c, request_id, deadline), c.order)
+        deciding = [v for v in outcome.votes if v.stage is outcome.decided_by]
+        if outcome.failed == len(deciding):
+            raise JudgmentFailed("; ".join(sorted({v.result.error or "unknown" for v in deciding})))
+        return outcome
+
+    async def _cascade(
+        self, c: Comparison, threshold: float, request_id: str, deadline: float
+    ) -> ComparisonOutcome:
+        """The budget cascade, planned here in the gateway as two stages of ordinary jobs.
+
+        Not a loop in the worker: a worker-level loop would hold an engine slot (and the job's
+        lease) across both stages and need a new job kind, while two stages of plain jobs reuse
+        everything the queue already guarantees: content-derived job ids (each stage's tasks
+        differ by their budget, so the stages never share an id and a retried request maps to
+        the same jobs), redelivery, the verdict cache (the full stage's jobs are the very jobs
+        a plain request at the full budget makes, so either answers the other from cache),
+        cancellation, and the call's deadline, which bounds both stages (the worker's deadline
+        forcing applies to each). Escalation happens here: see `planner.escalation`.
+        """
+        first = short_stage(c)
+        short_votes = await self._votes(first, request_id, deadline, Stage.SHORT)
+        short = aggregate(short_votes, first.order)
+        reason = escalation(short, threshold)
+        if reason is None:
+            metrics.CASCADE_COMPARISONS.labels("short").inc()
+            return replace(short, decided_by=Stage.SHORT)
+        metrics.CASCADE_ESCALATIONS.labels(reason).inc()
+        metrics.CASCADE_COMPARISONS.labels("full").inc()
+        second = full_stage(c)
+        full_votes = await self._votes(second, request_id, deadline, Stage.FULL)
+        full = aggregate(full_votes, second.order)
+        return replace(full, votes=(*short.votes, *full.votes), decided_by=Stage.FULL)
+
+    async def _votes(
+        self, c: Comparison, request_id: str, deadline: float, stage: Stage = Stage.NONE
+    ) -> list[MappedVote]:
+        """Submit the comparison's votes in waves (early stop on a settled majority), mapped
+        back to A/B and tagged with `stage`."""
         planned = plan_votes(c)
         unit = 2 if c.order is OrderMode.BOTH else 1
         votes: list[MappedVote] = []
@@ -80,16 +128,12 @@ class Comparator:
                 if deadline <= time.time():
                     raise DeadlineExceeded("deadline passed before the judgments were made")
                 results = await self._wait(futures, deadline)
-                votes.extend(map_vote(p, r) for p, r in zip(wave, results, strict=True))
+                votes.extend(map_vote(p, r, stage) for p, r in zip(wave, results, strict=True))
                 issued.clear()
         finally:
             if issued:  # cancelled or timed out mid-wave: nobody needs these any more
                 await asyncio.shield(self.broker.cancel(issued))
-        outcome = aggregate(votes, c.order)
-        if outcome.failed == len(votes):
-            reasons = sorted({v.result.error or "unknown" for v in votes})
-            raise JudgmentFailed("; ".join(reasons))
-        return outcome
+        return votes
 
     async def _wait(
         self, futures: list[asyncio.Future[VoteResult]], deadline: float

@@ -6,7 +6,7 @@ from rrm.v1 import reward_pb2 as pb
 
 from reward_service.domain import Limits, ParseStatus
 from reward_service.gateway.comparator import JudgeInfo
-from reward_service.gateway.planner import ComparisonOutcome, MappedVote, Side
+from reward_service.gateway.planner import ComparisonOutcome, MappedVote, Side, Stage
 from reward_service.gateway.tournament import PlayedMatch, TournamentResult
 
 _WINNER = {Side.UNDECIDED: pb.WINNER_UNDECIDED, Side.A: pb.WINNER_A, Side.B: pb.WINNER_B}
@@ -17,6 +17,12 @@ _PARSE = {
     ParseStatus.FAILED: pb.PARSE_STATUS_FAILED,
     ParseStatus.DEADLINE_FORCED: pb.PARSE_STATUS_DEADLINE_FORCED,
     ParseStatus.STOP_FORCED: pb.PARSE_STATUS_STOP_FORCED,
+}
+
+_STAGE = {
+    Stage.NONE: pb.CASCADE_STAGE_UNSPECIFIED,
+    Stage.SHORT: pb.CASCADE_STAGE_SHORT,
+    Stage.FULL: pb.CASCADE_STAGE_FULL,
 }
 
 
@@ -35,6 +41,7 @@ def vote_pb(v: MappedVote) -> pb.Vote:
         reasoning=r.reasoning or "",
         error=r.error or "",
         vote_index=v.vote_index,
+        stage=_STAGE[v.stage],
     )
 
 
@@ -62,6 +69,7 @@ def compare_response(o: ComparisonOutcome, info: JudgeInfo, request_id: str) -> 
         agreeing_votes=o.agreeing,
         order_consistent=o.order_consistent,
         request_id=request_id,
+        decided_by=_STAGE[o.decided_by],
     )
 
 
@@ -100,6 +108,7 @@ def match_pb(m: PlayedMatch) -> pb.Match:
         round=m.round,
         votes=[vote_pb(v) for v in m.outcome.votes],
         advanced=-1 if m.advanced is None else m.advanced,
+        decided_by=_STAGE[m.outcome.decided_by],
     )
 
 

@@ -27,6 +27,30 @@ class Side(IntEnum):
     B = 2
 
 
+class Stage(IntEnum):
+    """The budget-cascade stage of a vote or of a comparison's decision (values as rrm.v1's
+    CascadeStage); NONE: no cascade."""
+
+    NONE = 0
+    SHORT = 1
+    FULL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """A budget cascade's validated options (see `escalation`).
+
+    The short stage plans the same votes as the full one (same vote indices, shown orders and
+    seeds), only at `short_tokens`: with a seeded engine its reasoning is the start of the full
+    stage's, and each stage's jobs are exactly the jobs a plain request at that budget makes, so
+    job ids, redelivery and the verdict cache need nothing new.
+    """
+
+    short_tokens: int
+    threshold: float
+    short_both_orders: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Comparison:
     """One A-vs-B question with its judging options, validated."""
@@ -44,6 +68,7 @@ class Comparison:
     use_cache: bool = True
     deadline_forcing: bool = True
     force_verdict_on_stop: bool = False
+    cascade: Cascade | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +86,7 @@ class MappedVote:
     verdict: Side
     p_a: float | None
     result: VoteResult
+    stage: Stage = Stage.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +97,41 @@ class ComparisonOutcome:
     agreeing: int
     order_consistent: bool
     failed: int
+    # With a cascade: the stage whose votes made winner, p_a, agreeing and order_consistent
+    # (`votes` holds both stages'; `failed` counts the deciding stage's).
+    decided_by: Stage = Stage.NONE
+
+
+def short_stage(c: Comparison) -> Comparison:
+    """The cascade's first stage: the same votes at the short budget (in both orders when asked)."""
+    if c.cascade is None:
+        raise ValueError("the comparison has no cascade")
+    order = OrderMode.BOTH if c.cascade.short_both_orders else c.order
+    return replace(c, max_reasoning_tokens=c.cascade.short_tokens, order=order, cascade=None)
+
+
+def full_stage(c: Comparison) -> Comparison:
+    """The cascade's second stage: the comparison as a plain request would judge it."""
+    return replace(c, cascade=None)
+
+
+def escalation(short: ComparisonOutcome, threshold: float) -> str | None:
+    """Why the short stage's outcome is too uncertain to stand, or None when it stands.
+
+    In this order: "undecided" (a short vote failed or named no winner: the short budget gave
+    no verdict to trust), "orders_disagree" (a vote index judged in both orders got two
+    different verdicts: position bias, not a preference), "uncertain" (|p(A) - 0.5| below
+    `threshold`, also when no vote gave a probability, p(A) then being 0.5, or the votes tie).
+    With one order per vote only the probability speaks; `Cascade.short_both_orders` adds the
+    order check.
+    """
+    if any(v.verdict is Side.UNDECIDED for v in short.votes):
+        return "undecided"
+    if not short.order_consistent:
+        return "orders_disagree"
+    if short.winner is Side.UNDECIDED or abs(short.p_a - 0.5) < threshold:
+        return "uncertain"
+    return None
 
 
 def derive_seed(*parts: str) -> int:
@@ -107,7 +168,7 @@ def plan_votes(c: Comparison) -> list[PlannedVote]:
     return planned
 
 
-def map_vote(planned: PlannedVote, result: VoteResult) -> MappedVote:
+def map_vote(planned: PlannedVote, result: VoteResult, stage: Stage = Stage.NONE) -> MappedVote:
     if result.reasoning is not None and not planned.task.return_reasoning:
         # Stored answers are keyed by return_reasoning too; this keeps the promise by
         # construction, whatever a cache or an older worker handed back.
@@ -121,7 +182,7 @@ def map_vote(planned: PlannedVote, result: VoteResult) -> MappedVote:
     p_a = None
     if result.p_first is not None:
         p_a = result.p_first if planned.a_first else 1.0 - result.p_first
-    return MappedVote(planned.task.vote_index, planned.a_first, side, p_a, result)
+    return MappedVote(planned.task.vote_index, planned.a_first, side, p_a, result, stage)
 
 
 def next_wave_size(votes: list[MappedVote], total: int, unit: int) -> int:

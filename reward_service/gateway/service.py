@@ -215,6 +215,7 @@ class RewardService(pb_grpc.RewardServiceServicer):
             server_version=__version__,
             default_max_reasoning_tokens=self.defaults.max_reasoning_tokens,
             default_temperature=self.defaults.temperature,
+            default_cascade_threshold=self.defaults.cascade_threshold,
         )
 
 

@@ -16,16 +16,24 @@ from rrm.v1 import reward_pb2 as pb
 from reward_service.domain import Limits, Turn
 from reward_service.errors import InvalidInput
 from reward_service.gateway import budget
-from reward_service.gateway.planner import Comparison, OrderMode, derive_seed
+from reward_service.gateway.planner import Cascade, Comparison, OrderMode, derive_seed
 
 ROLES = ("user", "assistant", "system")
 MAX_REQUEST_ID_CHARS = 256
+
+
+# A budget cascade's escalation threshold on |p(A) - 0.5| when the request leaves it unset
+# (measured on the CPU judge: docs/benchmarks.md, "Budget cascade").
+DEFAULT_CASCADE_THRESHOLD = 0.2
+# CascadeOptions.short_reasoning_tokens = 0: this fraction of the full budget.
+DEFAULT_CASCADE_SHORT_FRACTION = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Defaults:
     max_reasoning_tokens: int
     temperature: float
+    cascade_threshold: float = DEFAULT_CASCADE_THRESHOLD
 
 
 def _field(prefix: str, name: str) -> str:
@@ -85,6 +93,9 @@ def comparison_of(
             f"{opts}.max_reasoning_tokens",
             f"is {budget}, over the limit of {limits.max_reasoning_tokens}",
         )
+    cascade = (
+        cascade_of(options.cascade, budget, opts, defaults) if options.HasField("cascade") else None
+    )
     temperature = options.temperature if options.HasField("temperature") else defaults.temperature
     if not (math.isfinite(temperature) and 0.0 <= temperature <= 2.0):
         raise InvalidInput(f"{opts}.temperature", f"is {temperature}, must be within [0, 2]")
@@ -110,7 +121,24 @@ def comparison_of(
         use_cache=not options.no_cache,
         deadline_forcing=not options.no_deadline_forcing,
         force_verdict_on_stop=options.force_verdict_on_stop,
+        cascade=cascade,
     )
+
+
+def cascade_of(options: pb.CascadeOptions, full: int, prefix: str, defaults: Defaults) -> Cascade:
+    """The cascade's short budget must be below the full one (`full`, already validated), else
+    the short stage is the full stage twice; the threshold is a distance from 0.5."""
+    field = f"{prefix}.cascade"
+    short = options.short_reasoning_tokens or full // DEFAULT_CASCADE_SHORT_FRACTION
+    if not 1 <= short < full:
+        raise InvalidInput(
+            f"{field}.short_reasoning_tokens",
+            f"is {short}, must be within 1..{full - 1} (below the full budget of {full} tokens)",
+        )
+    threshold = options.threshold if options.HasField("threshold") else defaults.cascade_threshold
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 0.5):
+        raise InvalidInput(f"{field}.threshold", f"is {threshold}, must be within [0, 0.5]")
+    return Cascade(short, float(threshold), options.short_both_orders)
 
 
 def compare_request(

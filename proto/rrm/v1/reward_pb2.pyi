@@ -55,6 +55,30 @@ ORDER_BOTH: Order.ValueType  # 2
 """Every vote is judged in both orders; disagreement is reported."""
 Global___Order: _TypeAlias = Order  # noqa: Y015
 
+class _CascadeStage:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CascadeStageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CascadeStage.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CASCADE_STAGE_UNSPECIFIED: _CascadeStage.ValueType  # 0
+    """No cascade was asked for."""
+    CASCADE_STAGE_SHORT: _CascadeStage.ValueType  # 1
+    """The short-budget stage."""
+    CASCADE_STAGE_FULL: _CascadeStage.ValueType  # 2
+    """The full-budget stage, run because the short one was uncertain."""
+
+class CascadeStage(_CascadeStage, metaclass=_CascadeStageEnumTypeWrapper):
+    """Which stage of a budget cascade a vote belongs to, or decided a comparison."""
+
+CASCADE_STAGE_UNSPECIFIED: CascadeStage.ValueType  # 0
+"""No cascade was asked for."""
+CASCADE_STAGE_SHORT: CascadeStage.ValueType  # 1
+"""The short-budget stage."""
+CASCADE_STAGE_FULL: CascadeStage.ValueType  # 2
+"""The full-budget stage, run because the short one was uncertain."""
+Global___CascadeStage: _TypeAlias = CascadeStage  # noqa: Y015
+
 class _Winner:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -315,6 +339,7 @@ class JudgeOptions(_message.Message):
     NO_CACHE_FIELD_NUMBER: _builtins.int
     NO_DEADLINE_FORCING_FIELD_NUMBER: _builtins.int
     FORCE_VERDICT_ON_STOP_FIELD_NUMBER: _builtins.int
+    CASCADE_FIELD_NUMBER: _builtins.int
     votes: _builtins.int
     """Independent samples of the comparison (majority vote). 0 means 1."""
     order: Global___Order.ValueType
@@ -345,6 +370,13 @@ class JudgeOptions(_message.Message):
     "\\boxed{Assistant" (parse status STOP_FORCED) instead of reporting the
     vote undecided (UNPARSEABLE, the default).
     """
+    @_builtins.property
+    def cascade(self) -> Global___CascadeOptions:
+        """Budget cascade: judge with a short reasoning budget first and re-judge with the
+        full one (max_reasoning_tokens) only when the short verdict is uncertain. Unset: no
+        cascade. Each vote says its stage; CompareResponse.decided_by the deciding one.
+        """
+
     def __init__(
         self,
         *,
@@ -357,10 +389,11 @@ class JudgeOptions(_message.Message):
         no_cache: _builtins.bool = ...,
         no_deadline_forcing: _builtins.bool = ...,
         force_verdict_on_stop: _builtins.bool = ...,
+        cascade: Global___CascadeOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "cascade", b"cascade", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "force_verdict_on_stop", b"force_verdict_on_stop", "max_reasoning_tokens", b"max_reasoning_tokens", "no_cache", b"no_cache", "no_deadline_forcing", b"no_deadline_forcing", "order", b"order", "return_reasoning", b"return_reasoning", "seed", b"seed", "temperature", b"temperature", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "cascade", b"cascade", "force_verdict_on_stop", b"force_verdict_on_stop", "max_reasoning_tokens", b"max_reasoning_tokens", "no_cache", b"no_cache", "no_deadline_forcing", b"no_deadline_forcing", "order", b"order", "return_reasoning", b"return_reasoning", "seed", b"seed", "temperature", b"temperature", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
@@ -372,6 +405,48 @@ class JudgeOptions(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
 
 Global___JudgeOptions: _TypeAlias = JudgeOptions  # noqa: Y015
+
+@_typing.final
+class CascadeOptions(_message.Message):
+    """A budget cascade of two stages of the same votes (the same shown orders and seeds):
+    SHORT at `short_reasoning_tokens`, then FULL at the request's budget when the short
+    stage is uncertain: some short vote undecided or failed, the two orders disagree for a
+    vote (when both are judged), or |p(A) - 0.5| below `threshold`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHORT_REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    SHORT_BOTH_ORDERS_FIELD_NUMBER: _builtins.int
+    short_reasoning_tokens: _builtins.int
+    """The short stage's reasoning budget, below the full budget. 0: a quarter of it."""
+    threshold: _builtins.float
+    """Escalate when the short stage's |p(A) - 0.5| is below this, within [0, 0.5]:
+    0 escalates only undecided or order-inconsistent short stages, 0.5 nearly all.
+    Unset: the server default (GetInfoResponse.default_cascade_threshold).
+    """
+    short_both_orders: _builtins.bool
+    """The short stage judges every vote in both orders (whatever `order` says) and
+    escalates when they disagree: catches position bias at the cost of a second
+    short judgment.
+    """
+    def __init__(
+        self,
+        *,
+        short_reasoning_tokens: _builtins.int = ...,
+        threshold: _builtins.float | None = ...,
+        short_both_orders: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_threshold", b"_threshold", "threshold", b"threshold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_threshold", b"_threshold", "short_both_orders", b"short_both_orders", "short_reasoning_tokens", b"short_reasoning_tokens", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__threshold: _TypeAlias = _typing.Literal["threshold"]  # noqa: Y015
+    _WhichOneofArgType__threshold: _TypeAlias = _typing.Literal["_threshold", b"_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__threshold) -> _WhichOneofReturnType__threshold | None: ...
+
+Global___CascadeOptions: _TypeAlias = CascadeOptions  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
@@ -419,6 +494,7 @@ class Vote(_message.Message):
     REASONING_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     VOTE_INDEX_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
     shown_order: Global___ShownOrder.ValueType
     verdict: Global___Winner.ValueType
     """Verdict mapped back to A/B."""
@@ -431,6 +507,8 @@ class Vote(_message.Message):
     error: _builtins.str
     """Why the vote failed, when parse_status is FAILED."""
     vote_index: _builtins.int
+    stage: Global___CascadeStage.ValueType
+    """With JudgeOptions.cascade: the stage this vote was judged in."""
     def __init__(
         self,
         *,
@@ -442,10 +520,11 @@ class Vote(_message.Message):
         reasoning: _builtins.str = ...,
         error: _builtins.str = ...,
         vote_index: _builtins.int = ...,
+        stage: Global___CascadeStage.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "p_a", b"p_a", "parse_status", b"parse_status", "reasoning", b"reasoning", "reasoning_tokens", b"reasoning_tokens", "shown_order", b"shown_order", "verdict", b"verdict", "vote_index", b"vote_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "p_a", b"p_a", "parse_status", b"parse_status", "reasoning", b"reasoning", "reasoning_tokens", b"reasoning_tokens", "shown_order", b"shown_order", "stage", b"stage", "verdict", b"verdict", "vote_index", b"vote_index"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -506,6 +585,7 @@ class CompareResponse(_message.Message):
     AGREEING_VOTES_FIELD_NUMBER: _builtins.int
     ORDER_CONSISTENT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
     winner: Global___Winner.ValueType
     p_a: _builtins.float
     """Probability that A is better (mean over decided votes)."""
@@ -516,6 +596,10 @@ class CompareResponse(_message.Message):
     order_consistent: _builtins.bool
     """ORDER_BOTH only: false when the two orders disagreed for some vote index."""
     request_id: _builtins.str
+    decided_by: Global___CascadeStage.ValueType
+    """With JudgeOptions.cascade: the stage whose votes made winner and p_a (the votes
+    of both stages are in `votes`, and in `usage`).
+    """
     @_builtins.property
     def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vote]: ...
     @_builtins.property
@@ -532,10 +616,11 @@ class CompareResponse(_message.Message):
         agreeing_votes: _builtins.int = ...,
         order_consistent: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        decided_by: Global___CascadeStage.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreeing_votes", b"agreeing_votes", "model", b"model", "order_consistent", b"order_consistent", "p_a", b"p_a", "request_id", b"request_id", "template_version", b"template_version", "usage", b"usage", "votes", b"votes", "winner", b"winner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreeing_votes", b"agreeing_votes", "decided_by", b"decided_by", "model", b"model", "order_consistent", b"order_consistent", "p_a", b"p_a", "request_id", b"request_id", "template_version", b"template_version", "usage", b"usage", "votes", b"votes", "winner", b"winner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -741,6 +826,7 @@ class Match(_message.Message):
     ROUND_FIELD_NUMBER: _builtins.int
     VOTES_FIELD_NUMBER: _builtins.int
     ADVANCED_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
     a: _builtins.int
     """Candidate indices; a is the lower-numbered slot of the bracket."""
     b: _builtins.int
@@ -754,6 +840,8 @@ class Match(_message.Message):
     """Knockout: the candidate that went on to the next round: the winner, or when no verdict
     could be made (winner = -1) the tie-break pick (higher p_a, else a seeded coin).
     """
+    decided_by: Global___CascadeStage.ValueType
+    """With JudgeOptions.cascade: the stage whose votes decided this match."""
     @_builtins.property
     def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vote]: ...
     def __init__(
@@ -766,10 +854,11 @@ class Match(_message.Message):
         round: _builtins.int = ...,
         votes: _abc.Iterable[Global___Vote] | None = ...,
         advanced: _builtins.int = ...,
+        decided_by: Global___CascadeStage.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "advanced", b"advanced", "b", b"b", "p_a", b"p_a", "round", b"round", "votes", b"votes", "winner", b"winner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "advanced", b"advanced", "b", b"b", "decided_by", b"decided_by", "p_a", b"p_a", "round", b"round", "votes", b"votes", "winner", b"winner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1142,6 +1231,7 @@ class GetInfoResponse(_message.Message):
     SERVER_VERSION_FIELD_NUMBER: _builtins.int
     DEFAULT_MAX_REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     DEFAULT_TEMPERATURE_FIELD_NUMBER: _builtins.int
+    DEFAULT_CASCADE_THRESHOLD_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     judge_profile: _builtins.str
     """"rrm" (DeepSeek-R1-Distill RRM checkpoints) or "generic" (instruct models)."""
@@ -1149,6 +1239,8 @@ class GetInfoResponse(_message.Message):
     server_version: _builtins.str
     default_max_reasoning_tokens: _builtins.int
     default_temperature: _builtins.float
+    default_cascade_threshold: _builtins.float
+    """The escalation threshold of a budget cascade whose CascadeOptions.threshold is unset."""
     @_builtins.property
     def limits(self) -> Global___Limits: ...
     def __init__(
@@ -1161,10 +1253,11 @@ class GetInfoResponse(_message.Message):
         server_version: _builtins.str = ...,
         default_max_reasoning_tokens: _builtins.int = ...,
         default_temperature: _builtins.float = ...,
+        default_cascade_threshold: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_max_reasoning_tokens", b"default_max_reasoning_tokens", "default_temperature", b"default_temperature", "judge_profile", b"judge_profile", "limits", b"limits", "model", b"model", "server_version", b"server_version", "template_version", b"template_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_cascade_threshold", b"default_cascade_threshold", "default_max_reasoning_tokens", b"default_max_reasoning_tokens", "default_temperature", b"default_temperature", "judge_profile", b"judge_profile", "limits", b"limits", "model", b"model", "server_version", b"server_version", "template_version", b"template_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
