@@ -123,22 +123,32 @@ def bradley_terry(
     seed: int = 0,
     tolerance: float = 1e-10,
     max_iter: int = 100,
+    a_points: Sequence[float] | None = None,
 ) -> BradleyTerryResult:
     """Fit strengths to the matches; bootstrap by resampling whole matches with replacement
     (`numpy.random.default_rng(seed)`), refitting, and taking the central `confidence` percentile
-    interval of each candidate's centred strength. `n_bootstrap=0` skips the intervals."""
+    interval of each candidate's centred strength. `n_bootstrap=0` skips the intervals.
+
+    `a_points` (soft outcomes): what `xs[k]` scored in match k, within [0, 1], instead of 1 / 0.5
+    / 0 from `outcomes`, e.g. a calibrated judge's p(A); the likelihood is then the expected one
+    (a cross-entropy), still concave."""
     n, results = validate_matches(xs, ys, outcomes, n)
     if prior < 0 or not math.isfinite(prior):
         raise ValueError(f"prior must be a finite number >= 0, got {prior}")
     if n_bootstrap < 0 or not 0.0 < confidence < 1.0:
         raise ValueError(f"need n_bootstrap >= 0 and 0 < confidence < 1, got {n_bootstrap}")
-    a_points = np.array(
-        [1.0 if o is Outcome.A_WINS else 0.5 if o is Outcome.TIE else 0.0 for o in results]
-    )
+    if a_points is None:
+        soft = np.array(
+            [1.0 if o is Outcome.A_WINS else 0.5 if o is Outcome.TIE else 0.0 for o in results]
+        )
+    else:
+        soft = np.asarray(a_points, dtype=float)
+        if soft.shape != (len(results),) or not np.all((soft >= 0.0) & (soft <= 1.0)):
+            raise ValueError("a_points must hold one value within [0, 1] per match")
     m = len(results)
     fitted, iterations, converged = np.zeros(n), 0, True
     if m:
-        points = _points_matrix(n, xs, ys, a_points, np.ones(m))
+        points = _points_matrix(n, xs, ys, soft, np.ones(m))
         fitted, iterations, converged = _fit(points, prior, fitted, tolerance, max_iter)
         fitted -= fitted.mean()
     ci_low = ci_high = None
@@ -147,7 +157,7 @@ def bradley_terry(
         draws = np.zeros((n_bootstrap, n))
         for b in range(n_bootstrap if m else 0):
             counts = np.bincount(rng.integers(0, m, m), minlength=m).astype(float)
-            resampled = _points_matrix(n, xs, ys, a_points, counts)
+            resampled = _points_matrix(n, xs, ys, soft, counts)
             s, _, _ = _fit(resampled, prior, fitted, tolerance, max_iter)
             draws[b] = s - s.mean()
         tail = 50.0 * (1.0 - confidence)

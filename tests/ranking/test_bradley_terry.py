@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from reward_service.ranking import Outcome, bradley_terry, round_robin_pairs, wins
 
+from .strategies import matches as matches_strategy
 from .strategies import perfect_outcomes, seeds
 from .test_elo import GOLDEN_OUTCOMES, GOLDEN_XS, GOLDEN_YS
 
@@ -174,3 +175,31 @@ def test_probability_and_edge_cases() -> None:
     assert empty.scores == (0.0, 0.0, 0.0) and empty.ci_low == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError):
         bradley_terry([0], [1], [1], prior=-1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=matches_strategy(min_size=1))
+def test_soft_points_of_the_outcomes_fit_exactly_as_the_outcomes(data) -> None:
+    """a_points 1 / 0.5 / 0 for a win / tie / loss is the hard fit."""
+    hard = bradley_terry(data.xs, data.ys, data.outcomes, n=data.n, n_bootstrap=0)
+    points = [{Outcome.A_WINS: 1.0, Outcome.TIE: 0.5}.get(o, 0.0) for o in data.outcomes]
+    soft = bradley_terry(data.xs, data.ys, data.outcomes, n=data.n, n_bootstrap=0, a_points=points)
+    assert soft.scores == pytest.approx(hard.scores, abs=1e-9)
+
+
+def test_soft_points_weigh_each_judgment_by_its_p() -> None:
+    """0 beats 1 and 1 beats 2 with the same label but very different p(A): the surer win
+    separates its pair more; a p(A) of 0.5 (an undecided judgment) is a tie."""
+    xs, ys, outcomes = [0, 1], [1, 2], [Outcome.A_WINS, Outcome.A_WINS]
+    soft = bradley_terry(xs, ys, outcomes, n=3, n_bootstrap=0, a_points=[0.95, 0.6])
+    assert soft.ranking == (0, 1, 2)
+    assert soft.scores[0] - soft.scores[1] > soft.scores[1] - soft.scores[2] > 0
+    tie = bradley_terry([0], [1], [Outcome.TIE], n=2, n_bootstrap=0)
+    half = bradley_terry([0], [1], [Outcome.A_WINS], n=2, n_bootstrap=0, a_points=[0.5])
+    assert half.scores == pytest.approx(tie.scores)
+
+
+@pytest.mark.parametrize("bad", [[1.2, 0.5], [0.5], [-0.1, 0.5], [math.nan, 0.5]])
+def test_soft_points_outside_0_1_or_miscounted_are_rejected(bad: list[float]) -> None:
+    with pytest.raises(ValueError, match="a_points"):
+        bradley_terry([0, 1], [1, 2], [Outcome.A_WINS] * 2, n=3, a_points=bad)

@@ -93,23 +93,39 @@ def test_every_candidate_is_ranked_once(
         assert m.a != m.b and 0 <= m.a < n and 0 <= m.b < n
 
 
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(2, 40), seed=seeds, accuracy=st.floats(0.5, 1.0))
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    seed=seeds,
+    accuracy=st.floats(0.5, 1.0),
+    with_p=st.booleans(),
+    pipelined=st.booleans(),
+)
 def test_swiss_never_rematches_and_everyone_plays_each_round(
-    n: int, seed: int, accuracy: float
+    n: int, seed: int, accuracy: float, with_p: bool, pipelined: bool
 ) -> None:
+    """Results in a random order (as a service sees them), pipelined or round by round."""
     rng = random.Random(seed)
     quality = list(range(n))
     rng.shuffle(quality)
-    swiss = SwissTournament(n, seed)
+    swiss = SwissTournament(n, seed, pipelined=pipelined)
+    judge = noisy_judge(quality, accuracy, rng, with_p)
     rounds: dict[int, list[PendingMatch]] = {}
-    judge = noisy_judge(quality, accuracy, rng, False)
+    in_flight: list[PendingMatch] = []
     while not swiss.done:
         ready = swiss.take_ready()
         for m in ready:
             rounds.setdefault(m.round, []).append(m)
-        for m in ready:
-            swiss.record(m.match_id, *judge(m.a, m.b))
+        in_flight += ready
+        # at most two rounds in flight, and a round only after the one before was fully paired
+        assert len({m.round for m in in_flight}) <= 2
+        assert {m.round for m in in_flight} <= {swiss.rounds - 1, swiss.rounds}
+        assert swiss.rounds_complete <= swiss.rounds
+        if not pipelined:
+            assert len({m.round for m in in_flight}) <= 1
+        m = in_flight.pop(rng.randrange(len(in_flight)))
+        swiss.record(m.match_id, *judge(m.a, m.b))
+    assert not in_flight and swiss.rounds_complete == swiss.rounds == len(rounds)
     pairs = [frozenset((m.a, m.b)) for ms in rounds.values() for m in ms]
     assert len(pairs) == len(set(pairs)), "a rematch"
     for ms in rounds.values():
@@ -117,6 +133,7 @@ def test_swiss_never_rematches_and_everyone_plays_each_round(
         assert len(players) == len(set(players)) == n - n % 2
     assert len(rounds) <= default_rounds(n)
     assert len(pairs) <= n // 2 * default_rounds(n)
+    assert sorted(swiss.result().ranking) == list(range(n))
 
 
 @pytest.mark.parametrize("n", [4, 8, 16, 32, 64])
