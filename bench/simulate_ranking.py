@@ -1,9 +1,10 @@
 """Cost-vs-accuracy map of every ranking strategy with a simulated judge: top-1 accuracy, Kendall
 tau against the true order, and judgments (judge calls, votes counted) per group.
 
-Two judges, both right with probability `accuracy` on average and both with position bias
-(+bias when the better response is shown first, -bias when second; every judgment is shown in a
-fresh random order, as the service's ORDER_RANDOM does):
+Four judges, all right with probability `accuracy` on average over the pairs of a group and all
+with position bias (every judgment is shown in a fresh random order, as the service's
+ORDER_RANDOM does). Two have constant noise (+bias when the better response is shown first,
+-bias when second):
 
 - `labels`: a hard verdict only, the same accuracy for every pair, near or far (the judge of
   the earlier version of this simulation). Strategies that read p(A) get none; adaptive ranking
@@ -13,8 +14,20 @@ fresh random order, as the service's ORDER_RANDOM does):
   probability c (position bias added), so p(A) means what it says. Some pairs look easy to the
   judge and some close, which is what adaptive ranking and in-group reference rewards exploit.
 
-The judge's accuracy does not grow with the quality gap in either model: pessimistic for
-near-ties, optimistic for far-apart pairs.
+Their accuracy does not grow with the quality gap: pessimistic for near-ties, optimistic for
+far-apart pairs. The two gap judges are Bradley-Terry judges, as real ones are (and as the
+tournament-design studies model them): close pairs are near coin flips, distant pairs near
+certain. With q the hidden rank, gap = (q_a - q_b) / (n - 1) and L standard-logistic noise, the
+judge perceives z = k * gap + 4 * bias * (+1 if a is shown first, else -1) + L and prefers a
+iff z > 0, so P(right) = sigmoid(k * |gap| +- 4 * bias) (the 4 makes the bias +-bias for
+near-ties, where sigmoid's slope is 1/4). k is set per n and accuracy by bisection so that the
+mean of P(right) over all n(n-1)/2 pairs of a group, shown in either order, equals `accuracy`
+(`gap_scale`; at n = 16 and accuracy 0.9, k = 9.4: adjacent ranks are judged right 65% of the
+time, ranks 8 apart 98%):
+
+- `labels-gap`: the verdict only (adaptive ranking is told the mean accuracy).
+- `calibrated-gap`: also p(A) = sigmoid(z), which is P(a is better | z) under a flat prior on
+  the gap: calibrated, and close to 0.5 exactly where the pair is close.
 
 Run from the repository root:
     python bench/simulate_ranking.py --trials 1000 --seed 0 \\
@@ -24,6 +37,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import random
@@ -54,7 +68,7 @@ from reward_service.ranking import (
 
 ACCURACIES: tuple[float, ...] = (0.7, 0.8, 0.9)
 SIZES: tuple[int, ...] = (4, 8, 16, 32, 64)
-JUDGES = ("labels", "calibrated")
+JUDGES: tuple[str, ...] = ("labels", "calibrated", "labels-gap", "calibrated-gap")
 METHODS = (
     "knockout",
     "knockout, 3 votes",
@@ -66,9 +80,10 @@ METHODS = (
     "adaptive full",
     "Elo",
     "Bradley-Terry",
+    "Bradley-Terry, p(A)",
     "wins",
 )
-ROUND_ROBIN = ("Elo", "Bradley-Terry", "wins")
+ROUND_ROBIN = ("Elo", "Bradley-Terry", "Bradley-Terry, p(A)", "wins")
 # Adaptive ranking: the stated confidence, and its hard cap in judgments per comparison it needs.
 ADAPTIVE_CONFIDENCE = 0.9
 ADAPTIVE_BUDGET_FACTOR = 4
@@ -77,20 +92,55 @@ ADAPTIVE_BUDGET_FACTOR = 4
 KEEP_MARKER = "<!-- kept when regenerated: written by hand below -->"
 
 
+def gap_scale(n: int, accuracy: float, bias: float) -> float:
+    """The k of the gap judge for groups of n: P(better wins) = sigmoid(k * gap +- 4 * bias)
+    with gap = (rank difference) / (n - 1), k set so that the mean over all n(n-1)/2 pairs of a
+    group, each shown first and second equally often, equals `accuracy` (bisection; the mean
+    grows with k)."""
+    if n < 2:
+        return 0.0
+    d = np.arange(1, n)
+    gaps, weights = d / (n - 1), (n - d) / (n * (n - 1) / 2)
+    shift = 4.0 * bias
+
+    def mean_accuracy(k: float) -> float:
+        z = k * gaps
+        return float(
+            weights @ (0.5 / (1 + np.exp(-(z + shift))) + 0.5 / (1 + np.exp(-(z - shift))))
+        )
+
+    low, high = 0.0, 1.0
+    while mean_accuracy(high) < accuracy:
+        high *= 2.0
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if mean_accuracy(mid) < accuracy else (low, mid)
+    return 0.5 * (low + high)
+
+
 @dataclass
 class Judge:
-    """One simulated RRM: `quality[c]` is the hidden rank (higher is better)."""
+    """One simulated RRM: `quality[c]` is the hidden rank (higher is better). `kind` is one of
+    `JUDGES` (see the module docstring)."""
 
     quality: list[int]
     accuracy: float
     bias: float
-    calibrated: bool
+    kind: str
     rng: random.Random
     calls: int = 0
+
+    def __post_init__(self) -> None:
+        self.calibrated = self.kind.startswith("calibrated")
+        self.gap = self.kind.endswith("gap")
+        n = len(self.quality)
+        self._k = gap_scale(n, self.accuracy, self.bias) / max(n - 1, 1) if self.gap else 0.0
 
     def judge(self, a: int, b: int) -> tuple[Outcome, float | None]:
         """One judgment of a against b, shown in a random order: (outcome in (a, b) order, p(A))."""
         self.calls += 1
+        if self.gap:
+            return self._judge_gap(a, b)
         better_first = self.rng.random() < 0.5  # which of the two is shown as Assistant 1
         confidence = self.accuracy
         if self.calibrated:
@@ -103,6 +153,22 @@ class Judge:
         if not self.calibrated:
             return outcome, None
         return outcome, confidence if a_wins else 1.0 - confidence
+
+    def _judge_gap(self, a: int, b: int) -> tuple[Outcome, float | None]:
+        """The Bradley-Terry judge: it perceives z = k * (q_a - q_b) + 4 * bias * (+1 if a is
+        shown first, else -1) + logistic noise, and prefers a iff z > 0, so P(right) =
+        sigmoid(k * gap +- 4 * bias). The calibrated one reports p(A) = sigmoid(z), which is
+        P(a is better | z) under a flat prior on the gap."""
+        u = self.rng.random()
+        a_first = self.rng.random() < 0.5
+        z = self._k * (self.quality[a] - self.quality[b]) + (4.0 * self.bias) * (
+            1.0 if a_first else -1.0
+        )
+        z += math.log(u / (1.0 - u)) if 0.0 < u < 1.0 else 0.0
+        outcome = Outcome.A_WINS if z > 0 else Outcome.B_WINS
+        if not self.calibrated:
+            return outcome, None
+        return outcome, 1.0 / (1.0 + math.exp(-z))
 
     def majority(self, k: int) -> Callable[[int, int], int]:
         """A knockout judge that votes up to k times with early stopping."""
@@ -132,13 +198,13 @@ def kendall_tau(ranking: tuple[int, ...] | list[int], quality: list[int]) -> flo
     return float(agree.sum() / len(agree))
 
 
-def trial(n: int, accuracy: float, bias: float, calibrated: bool, seed: str) -> dict[str, tuple]:
+def trial(n: int, accuracy: float, bias: float, kind: str, seed: str) -> dict[str, tuple]:
     """One group of n candidates: per method (picked the best?, Kendall tau, judge calls)."""
     rng = random.Random(seed)
     quality = list(range(n))
     rng.shuffle(quality)
     best = quality.index(n - 1)
-    judge = Judge(quality, accuracy, bias, calibrated, rng)
+    judge = Judge(quality, accuracy, bias, kind, rng)
     out: dict[str, tuple] = {}
 
     def record(name: str, ranking: tuple[int, ...]) -> None:
@@ -172,11 +238,17 @@ def trial(n: int, accuracy: float, bias: float, calibrated: bool, seed: str) -> 
 
     pairs = round_robin_pairs(n, seed=rng.randrange(2**32))
     xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
-    outcomes = [judge.judge(a, b)[0] for a, b in pairs]
+    judged = [judge.judge(a, b) for a, b in pairs]
+    outcomes = [o for o, _ in judged]
+    # the soft fit (the judge's p(A) as points) as Swiss does; the same as hard without one
+    soft = [p if p is not None else float(o is Outcome.A_WINS) for o, p in judged]
     calls = judge.calls
     rankings = {
         "Elo": elo(xs, ys, outcomes, n=n, seed=rng.randrange(2**32)).ranking,
         "Bradley-Terry": bradley_terry(xs, ys, outcomes, n=n, n_bootstrap=0).ranking,
+        "Bradley-Terry, p(A)": bradley_terry(
+            xs, ys, outcomes, n=n, n_bootstrap=0, a_points=soft
+        ).ranking,
         "wins": wins(xs, ys, outcomes, n=n).ranking,
     }
     for name, ranking in rankings.items():
@@ -197,9 +269,7 @@ def simulate(trials: int, bias: float, seed: int) -> Table:
                 sums = {m: [0.0, 0.0, 0.0] for m in METHODS}
                 for t in range(trials):
                     # String seeds go through SHA-512: the same groups on every platform.
-                    outcome = trial(
-                        n, accuracy, bias, judge == "calibrated", f"{seed}:{accuracy}:{n}:{t}"
-                    )
+                    outcome = trial(n, accuracy, bias, judge, f"{seed}:{accuracy}:{n}:{t}")
                     for method, values in outcome.items():
                         for i, v in enumerate(values):
                             sums[method][i] += v
@@ -298,7 +368,7 @@ def chart(table: Table, path: Path, n: int = 32) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(JUDGES), figsize=(13, 8.5), sharex=True)
+    fig, axes = plt.subplots(2, len(JUDGES), figsize=(6.5 * len(JUDGES), 8.5), sharex=True)
     markers = "os^vD<>pP*Xh"
     for col, judge in enumerate(JUDGES):
         for row, (metric, label) in enumerate(((0, "top-1 accuracy"), (1, "Kendall tau"))):
@@ -327,7 +397,7 @@ def chart(table: Table, path: Path, n: int = 32) -> None:
 
 
 def main() -> None:
-    global SIZES, ACCURACIES, ADAPTIVE_CONFIDENCE
+    global SIZES, ACCURACIES, ADAPTIVE_CONFIDENCE, JUDGES
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--bias", type=float, default=0.05)
@@ -337,15 +407,31 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="e.g. 16,32")
     parser.add_argument("--accuracies", default=",".join(map(str, ACCURACIES)))
     parser.add_argument("--confidence", type=float, default=ADAPTIVE_CONFIDENCE)
+    parser.add_argument("--judges", default=",".join(JUDGES))
+    parser.add_argument("--save", type=Path, default=None, help="also write the table as JSON")
+    parser.add_argument(
+        "--load", type=Path, default=None, help="render a table saved by --save, no simulation"
+    )
     args = parser.parse_args()
     SIZES = tuple(int(v) for v in args.sizes.split(","))
     ACCURACIES = tuple(float(v) for v in args.accuracies.split(","))
     ADAPTIVE_CONFIDENCE = args.confidence
+    JUDGES = tuple(args.judges.split(","))
     command = "python bench/simulate_ranking.py " + shlex.join(sys.argv[1:])
     print(f"command: {command}", flush=True)
     start = time.monotonic()
-    table = simulate(args.trials, args.bias, args.seed)
-    report = markdown(table, args.trials, args.bias, command, time.monotonic() - start)
+    if args.load:
+        saved = json.loads(args.load.read_text())
+        table = {tuple(k): tuple(v) for k, v in saved["table"]}
+        command, seconds = saved["command"], saved["seconds"]
+    else:
+        table = simulate(args.trials, args.bias, args.seed)
+        seconds = time.monotonic() - start
+    if args.save:
+        rows = [[list(k), list(v)] for k, v in table.items()]
+        saved = {"command": command, "seconds": seconds, "table": rows}
+        args.save.write_text(json.dumps(saved))
+    report = markdown(table, args.trials, args.bias, command, seconds)
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
