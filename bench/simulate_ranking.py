@@ -427,7 +427,9 @@ def main() -> None:
     parser.add_argument("--judges", default=",".join(JUDGES))
     parser.add_argument("--save", type=Path, default=None, help="also write the table as JSON")
     parser.add_argument(
-        "--load", type=Path, default=None, help="render a table saved by --save, no simulation"
+        "--load",
+        default=None,
+        help="render tables saved by --save (comma-separated files, merged), no simulation",
     )
     args = parser.parse_args()
     SIZES = tuple(int(v) for v in args.sizes.split(","))
@@ -438,9 +440,13 @@ def main() -> None:
     print(f"command: {command}", flush=True)
     start = time.monotonic()
     if args.load:
-        saved = json.loads(args.load.read_text())
-        table = {tuple(k): tuple(v) for k, v in saved["table"]}
-        command, seconds = saved["command"] + "\n" + command, saved["seconds"]
+        table, commands, seconds = {}, [], 0.0
+        for path in args.load.split(","):
+            saved = json.loads(Path(path).read_text())
+            table.update({tuple(k): tuple(v) for k, v in saved["table"]})
+            commands.append(saved["command"])
+            seconds = max(seconds, saved["seconds"])  # the runs went side by side
+        command = "\n".join([*commands, command])
     else:
         table = simulate(args.trials, args.bias, args.seed)
         seconds = time.monotonic() - start
