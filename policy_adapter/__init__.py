@@ -33,8 +33,11 @@ from policy_adapter.results import (
     Winner,
 )
 from policy_adapter.retry import RetryPolicy
+from policy_adapter.tournament import AdaptiveOptions, AdaptiveTarget
 
 __all__ = [
+    "AdaptiveOptions",
+    "AdaptiveTarget",
     "AsyncRewardClient",
     "CandidateScore",
     "Comparison",

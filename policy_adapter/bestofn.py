@@ -28,6 +28,7 @@ from policy_adapter.client import AsyncRewardClient
 from policy_adapter.preference import Agreement, PairMode, PreferencePair, select_pairs
 from policy_adapter.results import JudgeOptions, Ranking, Strategy, Turn
 from policy_adapter.texts import judgeable
+from policy_adapter.tournament import AdaptiveOptions, check_strategy_options
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,13 @@ class BestOfNConfig:
     format: Literal["chat", "text"] = "chat"
     concurrency: int = 4
     options: JudgeOptions | None = None
+    # The strategy's options: adaptive (budget, target) and the anchor / in-group reference
+    # (an index into a prompt's distinct responses; unset: a seeded random one).
+    adaptive: AdaptiveOptions | None = None
+    reference_index: int | None = None
+
+    def __post_init__(self) -> None:
+        check_strategy_options(self.strategy, self.adaptive, self.reference_index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +293,8 @@ async def process_row(
         query,
         [judgeable(r) for r in responses],
         strategy=config.strategy,
+        adaptive=config.adaptive and config.adaptive.for_group(len(responses)),
+        reference_index=config.reference_index,
         history=history,
         options=config.options,
     )

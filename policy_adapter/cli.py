@@ -16,6 +16,12 @@ from policy_adapter.channel import TLSConfig
 from policy_adapter.client import AsyncRewardClient
 from policy_adapter.results import JudgeOptions, Strategy
 from policy_adapter.retry import RetryPolicy
+from policy_adapter.tournament import (
+    AdaptiveOptions,
+    AdaptiveTarget,
+    OptionError,
+    check_strategy_options,
+)
 
 STRATEGIES = [s.name.lower() for s in Strategy if s is not Strategy.UNSPECIFIED]
 
@@ -42,6 +48,73 @@ def _connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _strategy_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of --strategy adaptive and of the strategies played around one candidate."""
+    options = [
+        click.option("--adaptive-target", type=click.Choice([t.cli_name for t in AdaptiveTarget]),
+                     default=None,
+                     help="--strategy adaptive: settle the best one (top-1, the default), the "
+                     "best --adaptive-top-k in order (top-k), or the full order."),
+        click.option("--adaptive-top-k", "--adaptive-k", "adaptive_top_k",
+                     type=click.IntRange(min=0), default=0,
+                     help="--adaptive-target top-k: how many."),
+        click.option("--adaptive-judgment-budget", "--judgment-budget", "adaptive_judgment_budget",
+                     type=click.IntRange(min=0), default=0,
+                     help="--strategy adaptive: the most judgments per ranking, never exceeded "
+                     "(0: the server's, 3x the comparisons the target may need)."),
+        click.option("--adaptive-confidence",
+                     type=click.FloatRange(0.5, 1.0, min_open=True, max_open=True), default=None,
+                     help="--strategy adaptive: the p(A) confidence a comparison needs to stop "
+                     "early (server default 0.9)."),
+        click.option("--adaptive-max-votes-per-pair", type=click.IntRange(min=0), default=0,
+                     help="--strategy adaptive: judgments one pair may get (0: the server's, 7)."),
+        click.option("--reference-index", type=click.IntRange(min=0), default=None,
+                     help="--strategy anchored_knockout / in_group_reference: the candidate (an "
+                     "index into the distinct responses) the others meet first / are compared "
+                     "with (default: a seeded random one)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+# A strategy option's flag, by the contract's name of the option.
+_FLAGS = {"adaptive": "--adaptive-*", "reference_index": "--reference-index"}
+
+
+_TOURNAMENT = (
+    "adaptive_target",
+    "adaptive_top_k",
+    "adaptive_judgment_budget",
+    "adaptive_confidence",
+    "adaptive_max_votes_per_pair",
+    "reference_index",
+)
+
+
+def _tournament(
+    strategy: Strategy, kwargs: dict[str, Any]
+) -> tuple[AdaptiveOptions | None, int | None]:
+    """(adaptive options, reference index), popped from a command's keyword arguments; an
+    option that does not fit is a usage error naming its flag."""
+    given = {name: kwargs.pop(name) for name in _TOURNAMENT}
+    adaptive = None
+    try:
+        if any(given[name] not in (0, None) for name in _TOURNAMENT[:-1]):
+            adaptive = AdaptiveOptions(
+                judgment_budget=given["adaptive_judgment_budget"],
+                target=AdaptiveTarget.parse(given["adaptive_target"] or "top-1"),
+                top_k=given["adaptive_top_k"],
+                confidence=given["adaptive_confidence"],
+                max_votes_per_pair=given["adaptive_max_votes_per_pair"],
+            )
+        check_strategy_options(strategy, adaptive, given["reference_index"])
+    except OptionError as exc:
+        flag = _FLAGS.get(exc.option) or "--" + exc.option.replace(".", "-").replace("_", "-")
+        raise click.UsageError(f"{flag} {exc.problem}") from None
+    return adaptive, given["reference_index"]
 
 
 def _client(
@@ -105,6 +178,7 @@ def _logging(level: str = "INFO") -> None:
     default=None,
     help="Tournament of a cohort (default: the server's, round-robin Elo).",
 )
+@_strategy_options
 @click.option(
     "--label-as-group",
     is_flag=True,
@@ -158,12 +232,16 @@ def remote_rm(
     from policy_adapter.remote_rm import RemoteRMConfig, serve
 
     _logging()
+    chosen = Strategy.parse(strategy or "")
+    adaptive, reference_index = _tournament(chosen, connection)
     try:
         config = RemoteRMConfig(
             mode=cast(Literal["group", "reference"], mode),
             n=n,
             flush_timeout_s=flush_timeout,
-            strategy=Strategy.parse(strategy or ""),
+            strategy=chosen,
+            adaptive=adaptive,
+            reference_index=reference_index,
             label_as_group=label_as_group,
             undersized=cast(Literal["error", "neutral"], undersized),
             neutral_reward=neutral_reward,
@@ -206,6 +284,7 @@ def remote_rm(
 @click.option("--max-tokens", type=int, default=512, show_default=True)
 @click.option("--separate-calls", is_flag=True, help="N calls with n=1 instead of one with n=N.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="knockout", show_default=True)
+@_strategy_options
 @click.option(
     "--pairs",
     type=click.Choice(["best-worst", "adjacent"]),
@@ -265,12 +344,16 @@ def bestofn(
     from policy_adapter.preference import PairMode
 
     _logging("WARNING")
+    chosen = Strategy.parse(strategy)
+    adaptive, reference_index = _tournament(chosen, connection)
     rows = read_rows(input_path, prompt_key=prompt_key, responses_key=responses_key, limit=limit)
     if policy_url is None and any(r.responses is None for r in rows):
         raise click.UsageError(f"rows without {responses_key!r} need --policy-url to sample from")
     config = BestOfNConfig(
         out_dir=out_dir,
-        strategy=Strategy.parse(strategy),
+        strategy=chosen,
+        adaptive=adaptive,
+        reference_index=reference_index,
         pairs=PairMode(pairs),
         min_confidence=min_confidence,
         format=cast(Literal["chat", "text"], fmt),

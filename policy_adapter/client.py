@@ -38,6 +38,7 @@ from policy_adapter.results import (
     rank_event,
 )
 from policy_adapter.retry import RetryPolicy
+from policy_adapter.tournament import AdaptiveOptions, OptionError, check_strategy_options
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,12 @@ def _rank_pb(
     history: HistoryLike,
     options: JudgeOptions | None,
     request_id: str,
+    adaptive: AdaptiveOptions | None = None,
+    reference_index: int | None = None,
 ) -> pb.RankRequest:
-    return pb.RankRequest(
+    strategy = Strategy(strategy)
+    check_strategy_options(strategy, adaptive, reference_index, len(candidates))
+    request = pb.RankRequest(
         request_id=request_id or new_request_id(),
         query=query,
         history=history_pb(history),
@@ -127,6 +132,11 @@ def _rank_pb(
         strategy=int(strategy),  # type: ignore[arg-type]
         options=(options or JudgeOptions()).to_pb(),
     )
+    if adaptive is not None:
+        request.adaptive.CopyFrom(adaptive.to_pb())
+    if reference_index is not None:
+        request.reference_index = reference_index
+    return request
 
 
 def _score_pb(
@@ -137,8 +147,17 @@ def _score_pb(
     history: HistoryLike,
     options: JudgeOptions | None,
     request_id: str,
+    adaptive: AdaptiveOptions | None = None,
+    reference_index: int | None = None,
 ) -> pb.ScoreRequest:
-    return pb.ScoreRequest(
+    strategy = Strategy(strategy)
+    if reference is not None and reference_index is not None:
+        raise OptionError(
+            "reference_index",
+            "picks a candidate as the reference (group mode); it cannot go with a reference text",
+        )
+    check_strategy_options(strategy, adaptive, reference_index, len(candidates))
+    request = pb.ScoreRequest(
         request_id=request_id or new_request_id(),
         query=query,
         history=history_pb(history),
@@ -148,6 +167,11 @@ def _score_pb(
         strategy=int(strategy),  # type: ignore[arg-type]
         options=(options or JudgeOptions()).to_pb(),
     )
+    if adaptive is not None:
+        request.adaptive.CopyFrom(adaptive.to_pb())
+    if reference_index is not None:
+        request.reference_index = reference_index
+    return request
 
 
 def _compare_batch_result(reply: pb.CompareBatchResponse) -> list[Comparison | ItemError]:
@@ -212,6 +236,8 @@ class _ClientBase:
                     q.history,
                     self._opts(q.options),
                     q.request_id,
+                    q.adaptive,
+                    q.reference_index,
                 )
                 for q in queries
             ]
@@ -290,12 +316,23 @@ class RewardClient(_ClientBase):
         candidates: Sequence[str],
         *,
         strategy: Strategy = Strategy.KNOCKOUT,
+        adaptive: AdaptiveOptions | None = None,
+        reference_index: int | None = None,
         history: HistoryLike = (),
         options: JudgeOptions | None = None,
         request_id: str = "",
         timeout_s: float | None = None,
     ) -> Ranking:
-        request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
+        request = _rank_pb(
+            query,
+            candidates,
+            strategy,
+            history,
+            self._opts(options),
+            request_id,
+            adaptive,
+            reference_index,
+        )
         return Ranking.from_pb(self._call("Rank", request, timeout_s))
 
     def rank_stream(
@@ -304,6 +341,8 @@ class RewardClient(_ClientBase):
         candidates: Sequence[str],
         *,
         strategy: Strategy = Strategy.KNOCKOUT,
+        adaptive: AdaptiveOptions | None = None,
+        reference_index: int | None = None,
         history: HistoryLike = (),
         options: JudgeOptions | None = None,
         request_id: str = "",
@@ -313,7 +352,16 @@ class RewardClient(_ClientBase):
 
         Retried like the other calls until the first event arrives; after that a failure
         raises (a new attempt would replay the events already yielded)."""
-        request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
+        request = _rank_pb(
+            query,
+            candidates,
+            strategy,
+            history,
+            self._opts(options),
+            request_id,
+            adaptive,
+            reference_index,
+        )
         attempts = _Attempts("RankStream", self.retry, timeout_s or self.timeout_s)
         while True:
             timeout = attempts.start()
@@ -341,15 +389,27 @@ class RewardClient(_ClientBase):
         *,
         reference: str | None = None,
         strategy: Strategy = Strategy.UNSPECIFIED,
+        adaptive: AdaptiveOptions | None = None,
+        reference_index: int | None = None,
         history: HistoryLike = (),
         options: JudgeOptions | None = None,
         request_id: str = "",
         timeout_s: float | None = None,
     ) -> Scores:
-        """Group mode (no reference): rank the candidates, one reward each from the ranking.
-        Reference mode: reward_i = p(candidate i beats `reference`)."""
+        """Group mode (no reference): rank the candidates, one reward each from the ranking
+        (`strategy` and its options as for `rank`; `Strategy.IN_GROUP_REFERENCE`: reward_i =
+        p(candidate i beats candidate `reference_index`) - 0.5). Reference mode: reward_i =
+        p(candidate i beats `reference`)."""
         request = _score_pb(
-            query, candidates, reference, strategy, history, self._opts(options), request_id
+            query,
+            candidates,
+            reference,
+            strategy,
+            history,
+            self._opts(options),
+            request_id,
+            adaptive,
+            reference_index,
         )
         return Scores.from_pb(self._call("Score", request, timeout_s))
 
@@ -437,12 +497,23 @@ class AsyncRewardClient(_ClientBase):
         candidates: Sequence[str],
         *,
         strategy: Strategy = Strategy.KNOCKOUT,
+        adaptive: AdaptiveOptions | None = None,
+        reference_index: int | None = None,
         history: HistoryLike = (),
         options: JudgeOptions | None = None,
         request_id: str = "",
         timeout_s: float | None = None,
     ) -> Ranking:
-        request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
+        request = _rank_pb(
+            query,
+            candidates,
+            strategy,
+            history,
+            self._opts(options),
+            request_id,
+            adaptive,
+            reference_index,
+        )
         return Ranking.from_pb(await self._call("Rank", request, timeout_s))
 
     async def rank_stream(
@@ -451,13 +522,24 @@ class AsyncRewardClient(_ClientBase):
         candidates: Sequence[str],
         *,
         strategy: Strategy = Strategy.KNOCKOUT,
+        adaptive: AdaptiveOptions | None = None,
+        reference_index: int | None = None,
         history: HistoryLike = (),
         options: JudgeOptions | None = None,
         request_id: str = "",
         timeout_s: float | None = None,
     ) -> AsyncIterator[RankEvent]:
         """As `RewardClient.rank_stream`: matches as they finish, then the `Ranking`."""
-        request = _rank_pb(query, candidates, strategy, history, self._opts(options), request_id)
+        request = _rank_pb(
+            query,
+            candidates,
+            strategy,
+            history,
+            self._opts(options),
+            request_id,
+            adaptive,
+            reference_index,
+        )
         attempts = _Attempts("RankStream", self.retry, timeout_s or self.timeout_s)
         while True:
             timeout = attempts.start()
@@ -486,13 +568,23 @@ class AsyncRewardClient(_ClientBase):
         *,
         reference: str | None = None,
         strategy: Strategy = Strategy.UNSPECIFIED,
+        adaptive: AdaptiveOptions | None = None,
+        reference_index: int | None = None,
         history: HistoryLike = (),
         options: JudgeOptions | None = None,
         request_id: str = "",
         timeout_s: float | None = None,
     ) -> Scores:
         request = _score_pb(
-            query, candidates, reference, strategy, history, self._opts(options), request_id
+            query,
+            candidates,
+            reference,
+            strategy,
+            history,
+            self._opts(options),
+            request_id,
+            adaptive,
+            reference_index,
         )
         return Scores.from_pb(await self._call("Score", request, timeout_s))
 

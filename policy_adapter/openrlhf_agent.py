@@ -9,9 +9,10 @@ rather than train on a missing or made-up reward.
 
 Configured by `RRM_*` variables (see `policy_adapter.settings`): RRM_ADDRESS is required;
 RRM_N_SAMPLES_PER_PROMPT caps a group (0: learned from the calls), RRM_GROUP_TIMEOUT_S bounds the
-wait for stragglers, RRM_STRATEGY / RRM_VOTES / RRM_MAX_REASONING_TOKENS tune the judging,
-RRM_UNDERSIZED / RRM_NEUTRAL_REWARD say what a group left with one sample gets when its label has
-no reference to judge it against. The prompt is read by the policy tokenizer's chat template.
+wait for stragglers, RRM_STRATEGY (and its RRM_ADAPTIVE_* / RRM_REFERENCE_INDEX options) /
+RRM_VOTES / RRM_MAX_REASONING_TOKENS tune the judging, RRM_UNDERSIZED / RRM_NEUTRAL_REWARD say
+what a group left with one sample gets when its label has no reference to judge it against. The
+prompt is read by the policy tokenizer's chat template.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from policy_adapter.group import (
     reference_sample_rewards,
 )
 from policy_adapter.results import Scores
-from policy_adapter.settings import AdapterSettings
+from policy_adapter.settings import AdapterSettings, env_name
 from policy_adapter.texts import (
     Conversation,
     TemplateReader,
@@ -44,6 +45,7 @@ from policy_adapter.texts import (
     judgeable,
     parse_label,
 )
+from policy_adapter.tournament import OptionError
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,10 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
             return await self.client.score(
                 conversation.query, texts, history=conversation.history, **how
             )
+        except OptionError as exc:  # e.g. RRM_REFERENCE_INDEX past a small group's samples
+            raise ValueError(
+                f"{what}: {env_name(exc.option)} {exc.problem} (RRM_* settings)"
+            ) from exc
         except RewardServiceError as exc:
             endpoint = self.settings.address
             log.error("%s", failure_line(exc, endpoint=endpoint, what=what))
@@ -141,7 +147,7 @@ class AgentExecutor(SingleTurnAgentExecutor):  # type: ignore[misc]
             f"rank a group of {len(texts)} samples (Score, group mode)",
             conversation,
             unique,
-            strategy=self.settings.strategy_enum,
+            **self.settings.strategy_options(len(unique)),
         )
         rewards = group_sample_rewards(scores, [unique.index(t) for t in texts])
         log.info(

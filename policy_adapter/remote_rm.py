@@ -55,6 +55,7 @@ from policy_adapter.group import (
 )
 from policy_adapter.results import Strategy
 from policy_adapter.texts import conversation_of, judgeable, parse_label, response_of
+from policy_adapter.tournament import AdaptiveOptions, check_strategy_options
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class RemoteRMConfig:
     n: int = 8
     flush_timeout_s: float = 60.0
     strategy: Strategy = Strategy.UNSPECIFIED
+    # The strategy's options: adaptive (budget, target) and the anchor / in-group reference
+    # (an index into a cohort's distinct samples, in arrival order; unset: a seeded random one).
+    adaptive: AdaptiveOptions | None = None
+    reference_index: int | None = None
     # Group mode: a plain-string label is a group id (else only {"group": ...} labels are).
     label_as_group: bool = False
     # Group mode: a cohort of one sample with no reference in its label is answered with an
@@ -85,6 +90,7 @@ class RemoteRMConfig:
     shared: RedisCohortConfig = field(default_factory=RedisCohortConfig)
 
     def __post_init__(self) -> None:
+        check_strategy_options(self.strategy, self.adaptive, self.reference_index)
         if self.n < 1:
             raise ValueError("n must be at least 1")
         if self.flush_timeout_s >= OPENRLHF_TIMEOUT_S:
@@ -186,6 +192,8 @@ class RemoteRM:
             list(texts),
             history=conversation.history,
             strategy=self.config.strategy,
+            adaptive=self.config.adaptive and self.config.adaptive.for_group(len(texts)),
+            reference_index=self.config.reference_index,
         )
         rewards = group_sample_rewards(scores, list(range(len(texts))))
         log.info(

@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from rrm.v1 import reward_pb2 as pb
 
 from policy_adapter.errors import RewardServiceError, code_from_int, from_code
+
+if TYPE_CHECKING:
+    from policy_adapter.tournament import AdaptiveOptions
 
 
 class Winner(IntEnum):
@@ -370,6 +374,8 @@ class RankQuery:
     history: HistoryLike = ()
     options: JudgeOptions | None = None
     request_id: str = ""
+    adaptive: AdaptiveOptions | None = None  # Strategy.ADAPTIVE only
+    reference_index: int | None = None  # anchored knockout / in-group reference
 
 
 RankEvent = Match | RoundFinished | Ranking  # RankStream: matches as they finish, then the result

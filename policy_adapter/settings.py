@@ -8,15 +8,28 @@ configured: `RRM_ADDRESS=rrm.example:50051 RRM_N_SAMPLES_PER_PROMPT=8 ...`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from policy_adapter.channel import TLSConfig
 from policy_adapter.client import AsyncRewardClient, RewardClient
 from policy_adapter.results import JudgeOptions, Strategy
 from policy_adapter.retry import RetryPolicy
+from policy_adapter.tournament import (
+    AdaptiveOptions,
+    AdaptiveTarget,
+    OptionError,
+    check_strategy_options,
+)
+
+
+def env_name(option: str) -> str:
+    """The variable of a strategy option: "adaptive.top_k" -> RRM_ADAPTIVE_TOP_K."""
+    if option == "adaptive":
+        return "RRM_ADAPTIVE_*"
+    return "RRM_" + option.replace(".", "_").upper()
 
 
 class AdapterSettings(BaseSettings):
@@ -37,6 +50,17 @@ class AdapterSettings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1)
     # Tournament of group rewards ("" = the server default: round-robin Elo).
     strategy: str = ""
+    # RRM_STRATEGY=adaptive only (0 / unset: the server default): the most judgments per group,
+    # what to settle (top-1, top-k with RRM_ADAPTIVE_TOP_K, full), the confidence a comparison
+    # needs to stop early, within (0.5, 1), and the judgments one pair may get.
+    adaptive_judgment_budget: int = Field(default=0, ge=0)
+    adaptive_target: str = ""
+    adaptive_top_k: int = Field(default=0, ge=0)
+    adaptive_confidence: float | None = None
+    adaptive_max_votes_per_pair: int = Field(default=0, ge=0)
+    # RRM_STRATEGY=anchored_knockout / in_group_reference: the candidate (sample index in its
+    # group) every other is compared with first / with; unset: a seeded random one.
+    reference_index: int | None = Field(default=None, ge=0)
     # Judging options (0 = the server default).
     votes: int = Field(default=0, ge=0)
     max_reasoning_tokens: int = Field(default=0, ge=0)
@@ -61,9 +85,56 @@ class AdapterSettings(BaseSettings):
         Strategy.parse(value)
         return value
 
+    @field_validator("adaptive_target")
+    @classmethod
+    def _known_target(cls, value: str) -> str:
+        if value:
+            AdaptiveTarget.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_the_strategy(self) -> AdapterSettings:
+        try:
+            check_strategy_options(self.strategy_enum, self.adaptive, self.reference_index)
+        except OptionError as exc:
+            raise ValueError(f"{env_name(exc.option)} {exc.problem}") from None
+        return self
+
     @property
     def strategy_enum(self) -> Strategy:
         return Strategy.parse(self.strategy)
+
+    @property
+    def adaptive(self) -> AdaptiveOptions | None:
+        """The adaptive options when any RRM_ADAPTIVE_* is set, else None."""
+        if not (
+            self.adaptive_judgment_budget
+            or self.adaptive_target
+            or self.adaptive_top_k
+            or self.adaptive_confidence is not None
+            or self.adaptive_max_votes_per_pair
+        ):
+            return None
+        try:
+            return AdaptiveOptions(
+                judgment_budget=self.adaptive_judgment_budget,
+                target=AdaptiveTarget.parse(self.adaptive_target or "top-1"),
+                top_k=self.adaptive_top_k,
+                confidence=self.adaptive_confidence,
+                max_votes_per_pair=self.adaptive_max_votes_per_pair,
+            )
+        except OptionError as exc:
+            raise ValueError(f"{env_name(exc.option)} {exc.problem}") from None
+
+    def strategy_options(self, candidates: int) -> dict[str, Any]:
+        """The keyword arguments of a client's rank / score call of `candidates` candidates
+        that pick the strategy and its options."""
+        adaptive = self.adaptive
+        return {
+            "strategy": self.strategy_enum,
+            "adaptive": adaptive and adaptive.for_group(candidates),
+            "reference_index": self.reference_index,
+        }
 
     @property
     def tls_config(self) -> TLSConfig | None:
