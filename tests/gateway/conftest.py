@@ -47,6 +47,7 @@ async def make_stack(
     cache: VerdictCache | None = None,
     max_concurrent_rpcs: int | None = None,
     min_client_ping_interval_ms: int = MIN_CLIENT_PING_INTERVAL_MS,
+    limits: Limits | None = None,
 ) -> Stack:
     broker = MemoryBroker(max_depth=max_depth, visibility_timeout_s=5.0, max_tries=3)
     runner = ScriptedRunner(latency_s=latency_s)
@@ -63,7 +64,8 @@ async def make_stack(
     service = RewardService(
         comparator,
         INFO,
-        limits=Limits(max_text_chars=1000, max_pairs=8, max_votes=7, max_reasoning_tokens=256),
+        limits=limits
+        or Limits(max_text_chars=1000, max_pairs=8, max_votes=7, max_reasoning_tokens=256),
         defaults=Defaults(max_reasoning_tokens=64, temperature=0.6),
         default_deadline_s=30.0,
     )
