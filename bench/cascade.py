@@ -49,6 +49,7 @@ class Answer:
     tokens: int  # reasoning tokens of every vote (both stages)
     escalated: bool
     failed: bool
+    chosen_first: bool
 
 
 def request(i: int, p: PreferencePair, args: argparse.Namespace, **kw: Any) -> pb.CompareRequest:
@@ -74,14 +75,14 @@ def request(i: int, p: PreferencePair, args: argparse.Namespace, **kw: Any) -> p
 
 def answer(i: int, reply: pb.CompareResponse | None) -> Answer:
     if reply is None:
-        return Answer(0, 0, False, True)
+        return Answer(0, 0, False, True, i % 2 == 0)
     chosen_first = i % 2 == 0
     winner = 0
     if reply.winner != pb.WINNER_UNDECIDED:
         chosen_won = (reply.winner == pb.WINNER_A) == chosen_first
         winner = 1 if chosen_won else 2
     tokens = sum(v.reasoning_tokens for v in reply.votes)
-    return Answer(winner, tokens, reply.decided_by == pb.CASCADE_STAGE_FULL, False)
+    return Answer(winner, tokens, reply.decided_by == pb.CASCADE_STAGE_FULL, False, chosen_first)
 
 
 async def run_variant(
@@ -110,6 +111,11 @@ def summary(name: str, answers: list[Answer], ref: list[Answer], seconds: float)
     n = len(answers)
     ref_tokens = sum(a.tokens for a in ref)
     tokens = sum(a.tokens for a in answers)
+    # An undecided reference cannot be agreed with by a decided answer: agreement is also
+    # reported over the pairs the reference decided. First-shown wins shows the position bias
+    # (chosen alternates sides, so a judge that always picks "Assistant 1" agrees with itself).
+    decided = [(a, r) for a, r in zip(answers, ref, strict=True) if r.winner]
+    picked = [a for a in answers if a.winner]
     return {
         "variant": name,
         "pairs": n,
@@ -117,6 +123,16 @@ def summary(name: str, answers: list[Answer], ref: list[Answer], seconds: float)
         "tokens_per_judgment": tokens / n,
         "token_ratio": tokens / ref_tokens if ref_tokens else float("nan"),
         "agreement": sum(a.winner == r.winner for a, r in zip(answers, ref, strict=True)) / n,
+        "agreement_where_reference_decided": (
+            sum(a.winner == r.winner for a, r in decided) / len(decided)
+            if decided
+            else float("nan")
+        ),
+        "first_shown_wins": (
+            sum((a.winner == 1) == a.chosen_first for a in picked) / len(picked)
+            if picked
+            else float("nan")
+        ),
         "chosen_wins": sum(a.winner == 1 for a in answers) / n,
         "undecided_or_failed": sum(a.winner == 0 for a in answers),
         "seconds": seconds,
@@ -159,6 +175,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "reasoning tok/judgment",
         "tokens vs full",
         "agreement with full",
+        "where full decided",
+        "first shown wins",
         "chosen wins",
         "undecided",
     )
@@ -169,6 +187,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{r['tokens_per_judgment']:.1f}",
             f"{r['token_ratio']:.2f}x",
             f"{r['agreement']:.1%}",
+            f"{r['agreement_where_reference_decided']:.1%}",
+            f"{r['first_shown_wins']:.0%}",
             f"{r['chosen_wins']:.0%}",
             str(r["undecided_or_failed"]),
         )
