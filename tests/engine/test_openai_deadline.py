@@ -132,24 +132,30 @@ def long_compare(budget: int, *, opt_out: bool = False) -> pb.CompareRequest:
     )
 
 
+@pytest.mark.timeout(480)  # up to 3 calls of 60 s, after `rrm serve` starts for this module
 async def test_the_service_answers_a_long_judgment_before_the_deadline(
     remote_service: RunningService, vllm_server: ApiServer
 ) -> None:
     """A 1500-token budget takes the CPU judge far longer than the 60 s the caller gives: its
     votes are cut near (deadline - 20 s margin), their reasoning so far is kept and the verdict
     forced from it; the server's reasoning requests were aborted, not left running."""
+    # The CPU judge sometimes stops by itself (UNPARSEABLE) before the cut: then nothing was
+    # forced and the call proves nothing about the cut, so it is asked again (at most 3 calls).
+    forced: list[pb.Vote] = []
+    statuses: list[list[int]] = []
     with grpc.insecure_channel(remote_service.address) as channel:
         stub = pb_grpc.RewardServiceStub(channel)
-        started = time.monotonic()
-        reply = await asyncio.to_thread(stub.Compare, long_compare(1500), timeout=60.0)
-        elapsed = time.monotonic() - started
-    assert elapsed < 60.0
-    statuses = [v.parse_status for v in reply.votes]
-    assert pb.PARSE_STATUS_DEADLINE_FORCED in statuses, statuses
-    assert reply.winner in (pb.WINNER_A, pb.WINNER_B)
-    for vote in reply.votes:
-        if vote.parse_status != pb.PARSE_STATUS_DEADLINE_FORCED:
-            continue  # the judge stopped by itself first
+        for _ in range(3):
+            started = time.monotonic()
+            reply = await asyncio.to_thread(stub.Compare, long_compare(1500), timeout=60.0)
+            assert time.monotonic() - started < 60.0
+            statuses.append([v.parse_status for v in reply.votes])
+            forced = [v for v in reply.votes if v.parse_status == pb.PARSE_STATUS_DEADLINE_FORCED]
+            if forced:
+                break
+    assert forced, statuses
+    for vote in forced:  # the others stopped by themselves first
+        assert vote.verdict in (pb.WINNER_A, pb.WINNER_B)
         assert 0.0 < vote.p_a < 1.0
         # it reasoned for a while (the partial reasoning was kept), not to its budget
         assert 0 < vote.reasoning_tokens < 1500
