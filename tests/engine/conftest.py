@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from reward_service.engine.openai_engine import OpenAIEngine
 from reward_service.engine.vllm_engine import VLLMEngine
 from tests.engine.support import (
     CACHE_DIR,
@@ -64,3 +65,14 @@ def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     with vllm_api_server(model_dir, log_path) as server:
         yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def openai_engine(vllm_server: ApiServer, model_dir: Path) -> AsyncIterator[OpenAIEngine]:
+    """The OpenAI-compatible engine on the module's api_server."""
+    engine = OpenAIEngine(
+        engine_settings(kind="openai", base_url=vllm_server.base_url), str(model_dir)
+    )
+    await engine.start()
+    yield engine
+    await engine.close()

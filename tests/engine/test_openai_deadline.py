@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
 from rrm.v1 import reward_pb2 as pb
 from rrm.v1 import reward_pb2_grpc as pb_grpc
 from transformers import PreTrainedTokenizerBase
@@ -20,20 +19,10 @@ from transformers import PreTrainedTokenizerBase
 from reward_service.engine.base import SamplingSpec
 from reward_service.engine.openai_engine import OpenAIEngine
 from reward_service.testing.serve_process import RunningService, rrm_serve
-from tests.engine.support import STORY, ApiServer, RenderPrompt, engine_settings, wait_until
+from tests.engine.support import STORY, ApiServer, RenderPrompt, wait_until
 from tests.engine.test_openai_engine import running_requests
 
 pytestmark = pytest.mark.engine
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def openai_engine(vllm_server: ApiServer, model_dir: Path) -> AsyncIterator[OpenAIEngine]:
-    engine = OpenAIEngine(
-        engine_settings(kind="openai", base_url=vllm_server.base_url), str(model_dir)
-    )
-    await engine.start()
-    yield engine
-    await engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from transformers import PreTrainedTokenizerBase
 
 from reward_service.engine.base import Engine, SamplingSpec
@@ -27,16 +25,6 @@ from tests.engine.support import (
 )
 
 pytestmark = pytest.mark.engine
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def openai_engine(vllm_server: ApiServer, model_dir: Path) -> AsyncIterator[OpenAIEngine]:
-    engine = OpenAIEngine(
-        engine_settings(kind="openai", base_url=vllm_server.base_url), str(model_dir)
-    )
-    await engine.start()
-    yield engine
-    await engine.close()
 
 
 def running_requests(server: ApiServer) -> float:
