@@ -23,7 +23,7 @@ from reward_service.ranking.rewards import (
     rank_rewards,
     win_rate_rewards,
 )
-from reward_service.ranking.schedule import Schedule, ScheduleResult, run_schedule
+from reward_service.ranking.schedule import Schedule, ScheduleResult, points, run_schedule
 from reward_service.ranking.swiss import SwissTournament
 from reward_service.ranking.voting import MajorityVote, votes_needed
 from reward_service.ranking.wins import WinsResult, wins
@@ -53,6 +53,7 @@ __all__ = [
     "expected_score",
     "knockout",
     "knockout_rewards",
+    "points",
     "rank_rewards",
     "round_robin_pairs",
     "run_schedule",

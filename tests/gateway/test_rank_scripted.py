@@ -9,7 +9,7 @@ import grpc
 import pytest
 from rrm.v1 import reward_pb2 as pb
 
-from reward_service.domain import VoteTask
+from reward_service.domain import ParseStatus, Verdict, VoteResult, VoteTask
 from tests.gateway.conftest import Stack, close_stack, make_stack
 
 CANDIDATES = ["x" * n for n in (3, 9, 1, 7, 5, 2, 8)]  # the longest (9) is index 1
@@ -46,6 +46,36 @@ async def test_round_robins_order_every_candidate(stack: Stack, strategy: int) -
     assert [wins[i] for i in BY_LENGTH] == list(range(n - 1, -1, -1))
     if strategy == pb.STRATEGY_BRADLEY_TERRY:
         assert all(s.ci_low <= s.score <= s.ci_high for s in reply.scores)
+
+
+# A cycle of verdicts (c2 beats c1, c1 beats c0, c0 beats c2) told apart only by the judge's
+# confidence: one sure win each for c2 and c1, a coin flip for c0.
+CYCLE = ["c0", "c1", "c2"]
+CYCLE_P = {("c2", "c1"): 0.95, ("c1", "c0"): 0.9, ("c0", "c2"): 0.55}
+
+
+def cycle_judge(task: VoteTask) -> VoteResult:
+    shown = (task.pair.first, task.pair.second)
+    p = CYCLE_P.get(shown) or 1.0 - CYCLE_P[(shown[1], shown[0])]
+    return VoteResult(
+        verdict=Verdict.FIRST if p > 0.5 else Verdict.SECOND,
+        p_first=p,
+        status=ParseStatus.OK,
+        reasoning_tokens=1,
+        prompt_tokens=2,
+        completion_tokens=1,
+    )
+
+
+async def test_bradley_terry_round_robin_fits_the_judges_confidence(stack: Stack) -> None:
+    """Verdicts alone are a three-way tie (one win each); p(A) as soft points orders the cycle
+    by how sure each win was: c2 (0.95 + 0.45), c1 (0.9 + 0.05), c0 (0.55 + 0.1)."""
+    stack.runner.script = cycle_judge
+    reply = await stack.stub.Rank(rank(pb.STRATEGY_BRADLEY_TERRY, CYCLE, request_id="soft"))
+    assert [s.wins for s in reply.scores] == [1, 1, 1]
+    assert list(reply.ranking) == [2, 1, 0]
+    score = {s.index: s.score for s in reply.scores}
+    assert score[2] - score[1] > 0.1 and score[1] - score[0] > 0.1, score
 
 
 async def test_rank_stream_is_pipelined_not_round_by_round() -> None:
