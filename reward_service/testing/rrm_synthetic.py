@@ -4,7 +4,7 @@ The rule: of two short answers exactly one says "correct" (the other "wrong"); t
 better. The judge's reasoning first copies the evidence, then concludes, then closes the reasoning
 and boxes the verdict, as an RRM does:
 
-    Assistant 1 says wrong. Assistant 2 says correct. So Assistant 2 is better.
+    The first says wrong. The second says correct. So Assistant 2 is better.
     </think>
 
     \\boxed{Assistant 2}
@@ -57,7 +57,7 @@ class Judgment:
     def evidence(self) -> str:
         """The copied evidence and the conclusion (one cycle of the reasoning)."""
         words = [_word(self.pair.first), _word(self.pair.second)]
-        return f"Assistant 1 says {words[0]}. Assistant 2 says {words[1]}. {self.conclusion}"
+        return f"The first says {words[0]}. The second says {words[1]}. {self.conclusion}"
 
     def reasoning(self, cycles: int = 1) -> str:
         """The reasoning text; a long judgment repeats its cycle (`cycles` of them shown)."""

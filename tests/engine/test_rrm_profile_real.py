@@ -138,18 +138,34 @@ def test_order_both_maps_the_shown_order_back_to_a_and_b(service: Service) -> No
 
 
 def test_knockout_ranks_the_correct_candidate_first(service: Service) -> None:
-    candidates = [answer(s, s == "Rome") for s in ("Paris", "London", "Rome", "Tokyo")]
-    reply = service.stub.Rank(
-        pb.RankRequest(
-            query="Which answer about travel is right?",
-            candidates=candidates,
-            strategy=pb.STRATEGY_KNOCKOUT,
-            options=pb.JudgeOptions(max_reasoning_tokens=NATURAL_BUDGET),
-        ),
-        timeout=300,
-    )
-    assert reply.comparisons == 3 and reply.rounds == 2
-    assert reply.winner == 2 and reply.ranking[0] == 2
+    """Five knockouts of three votes per match (the correct answer in every seat of the
+    bracket, other seeds): the sampled judge leaves 2-4% of its judgments undecided (it goes on
+    reasoning and never boxes a verdict), so the correct answer must win at least 4."""
+    subjects = ["Paris", "London", "Rome", "Tokyo"]
+    won, lost = 0, []
+    for k in range(5):
+        seats = subjects[k % 4 :] + subjects[: k % 4]
+        reply = service.stub.Rank(
+            pb.RankRequest(
+                request_id=f"knockout-{k}",
+                query="Which answer about travel is right?",
+                candidates=[answer(s, s == "Rome") for s in seats],
+                strategy=pb.STRATEGY_KNOCKOUT,
+                options=pb.JudgeOptions(
+                    max_reasoning_tokens=NATURAL_BUDGET, votes=3, return_reasoning=True
+                ),
+            ),
+            timeout=300,
+        )
+        assert reply.comparisons == 3 and reply.rounds == 2
+        assert reply.ranking[0] == reply.winner
+        if seats[reply.winner] == "Rome":
+            won += 1
+        else:
+            lost.append(
+                [(m.a, m.b, m.winner, [v.reasoning for v in m.votes]) for m in reply.matches]
+            )
+    assert won >= 4, lost
 
 
 def test_agreement_with_the_rule_and_one_engine_request_per_natural_verdict(
@@ -173,24 +189,31 @@ def test_agreement_with_the_rule_and_one_engine_request_per_natural_verdict(
     ]
     natural = [ok for status, ok in outcomes if status == pb.PARSE_STATUS_OK]
     forced = sum(status == pb.PARSE_STATUS_BUDGET_FORCED for status, _ in outcomes)
-    # the rest stopped without a readable verdict (UNPARSEABLE: no vote, no engine read)
+    # the rest are UNPARSEABLE: stopped without a verdict (no read), or cut at the budget with
+    # neither verdict token in the forced read's top-k (read, nothing found)
     undecided = AGREEMENT_PAIRS - len(natural) - forced
+    unread = sum(
+        v.parse_status == pb.PARSE_STATUS_UNPARSEABLE and v.reasoning_tokens == NATURAL_BUDGET
+        for v in votes
+    )
     forced_agree = sum(ok for status, ok in outcomes if status == pb.PARSE_STATUS_BUDGET_FORCED)
     print(
         f"natural agreement {sum(natural)}/{len(natural)} (95% lower bound "
         f"{wilson_lower_bound(sum(natural), len(natural)):.3f}), forced {forced}/{AGREEMENT_PAIRS}"
-        f" agreeing {forced_agree}/{forced}, undecided {undecided}"
+        f" agreeing {forced_agree}/{forced}, undecided {undecided} ({unread} after a forced read)"
     )
-    # natural verdicts follow the rule; forced ones are not trained well enough yet (see
-    # docs/benchmarks.md section 11)
+    # natural and forced verdicts follow the rule (a forced one looks back past the cut to the
+    # reasoning's conclusion; docs/benchmarks.md section 11)
     assert len(natural) >= 100 and sum(natural) / len(natural) >= 0.95
+    assert forced >= 20 and forced_agree / forced >= 0.9
+    assert (sum(natural) + forced_agree) / AGREEMENT_PAIRS >= 0.95
     # the rrm profile reads a natural verdict's p(A) in the reasoning call: requests per
-    # judgment = 1 + the forced fraction
+    # judgment = 1 + the fraction cut at the budget (each needs its forced read)
     requests = {k: v - before.get(k, 0.0) for k, v in after.items()}
     assert requests.get("reasoning") == AGREEMENT_PAIRS
     assert requests.get("verdict_read", 0.0) == 0
-    assert requests.get("forced_read") == forced
-    assert sum(requests.values()) / AGREEMENT_PAIRS == 1 + forced / AGREEMENT_PAIRS
+    assert requests.get("forced_read") == forced + unread
+    assert sum(requests.values()) / AGREEMENT_PAIRS == 1 + (forced + unread) / AGREEMENT_PAIRS
 
 
 def wilson_lower_bound(successes: int, n: int, z: float = 1.645) -> float:
