@@ -1,4 +1,4 @@
-"""Engine fixtures: one in-process vLLM engine per session, a real vLLM api_server per module.
+"""Engine fixtures: one in-process vLLM engine and one real vLLM api_server per session.
 
 Both load SmolLM2-135M-Instruct (`rrm model` converts it) with a 1 GiB KV cache each, so the two
 fit beside each other on a 2-core, 24 GiB machine.
@@ -59,9 +59,10 @@ async def vllm_engine(model_dir: Path) -> AsyncIterator[VLLMEngine]:
     await engine.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """A real vLLM api_server for one test module; its log is in the pytest temp dir."""
+    """A real vLLM api_server shared by the session (a start is ~25-45 s); its log is in the
+    pytest temp dir. Tests that kill a server start their own."""
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     with vllm_api_server(model_dir, log_path) as server:
         yield server
