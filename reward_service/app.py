@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from reward_service import metrics
@@ -32,6 +30,7 @@ from reward_service.queue.fleet import Fleet, MemoryFleet, RedisFleet
 from reward_service.queue.memory import MemoryBroker
 from reward_service.queue.redis_client import RedisTarget, parse_sentinels
 from reward_service.settings import EngineKind, ProfileName, Settings
+from reward_service.stopper import StoppedWhileLoading, Stopper, in_thread
 from reward_service.worker.engine_guard import EngineGuard, EngineLost
 from reward_service.worker.engine_runner import EngineVoteRunner
 from reward_service.worker.worker import Worker
@@ -220,19 +219,14 @@ async def _finish_worker(worker: Worker, task: asyncio.Task[None]) -> EngineLost
     return None
 
 
-@dataclass
-class Stopper:
-    """Turns SIGTERM/SIGINT into an asyncio event, so shutdown is orderly."""
-
-    event: asyncio.Event
-
-    @classmethod
-    def install(cls) -> Stopper:
-        event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, event.set)
-        return cls(event)
+async def _stopped_while_loading(
+    http: asyncio.AbstractServer | None, engine: Engine | None
+) -> None:
+    log.info("stop requested while loading: exiting without serving")
+    if engine is not None:
+        await engine.close()
+    if http is not None:
+        http.close()
 
 
 async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
@@ -241,9 +235,13 @@ async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | Non
 
     stopper = Stopper.install()
     http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
-    judge = await asyncio.to_thread(load_judge, settings)
-    engine = await asyncio.to_thread(build_engine, settings)
-    await engine.start()
+    engine: Engine | None = None
+    try:
+        judge = await stopper.until_stopped(in_thread(load_judge, settings))
+        engine = await stopper.until_stopped(in_thread(build_engine, settings))
+        await stopper.until_stopped(engine.start())
+    except StoppedWhileLoading:
+        return await _stopped_while_loading(http, engine)
     broker = build_broker(settings, role="all")
     await broker.start()
     fleet = MemoryFleet()
@@ -282,7 +280,10 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
     stopper = Stopper.install()
     http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
     # The tokenizer only (the template version in GetInfo), off the loop: /metrics is liveness.
-    judge = await asyncio.to_thread(load_judge, settings)
+    try:
+        judge = await stopper.until_stopped(in_thread(load_judge, settings))
+    except StoppedWhileLoading:
+        return await _stopped_while_loading(http, None)
     broker = build_broker(settings, role="gateway")
     await broker.start()
     server, comparator = build_gateway(settings, broker, judge, fleet=build_fleet(broker))
@@ -318,10 +319,15 @@ async def run_worker(settings: Settings) -> None:
     # Metrics first: liveness probes see the process while the model loads; /healthz says 503.
     # Loading (transformers and vLLM imports, the tokenizer: seconds to minutes) runs off the
     # event loop, or /metrics would stay silent and liveness would fail during it.
+    # SIGTERM during the load exits at once (Kubernetes stops pods whether they loaded or not).
     http = await start_http(settings.worker.metrics_host, settings.worker.metrics_port)
-    judge = await asyncio.to_thread(load_judge, settings)
-    engine = await asyncio.to_thread(build_engine, settings)
-    await engine.start()
+    engine: Engine | None = None
+    try:
+        judge = await stopper.until_stopped(in_thread(load_judge, settings))
+        engine = await stopper.until_stopped(in_thread(build_engine, settings))
+        await stopper.until_stopped(engine.start())
+    except StoppedWhileLoading:
+        return await _stopped_while_loading(http, engine)
     broker = build_broker(settings, role="worker")
     await broker.start()
     worker = build_worker(settings, broker, judge, engine, build_fleet(broker))

@@ -1,6 +1,7 @@
 """A process that is still loading stays live: `rrm worker` and `rrm gateway` answer /metrics
 (their liveness probe) while the judge's tokenizer loads, instead of blocking their event loop
-for the whole load (~16 s for the CPU judge, minutes for a hub download).
+for the whole load (~16 s for the CPU judge, minutes for a hub download), and exit at once on
+SIGTERM during it.
 
 The load is held open for as long as the test wants: the tokenizer comes from a "hub" on
 loopback (HF_ENDPOINT) that accepts the download request and answers only when released. While
@@ -96,6 +97,10 @@ def test_metrics_answer_while_the_judge_loads(
         assert http_status(metrics_port, "/metrics") == 200, log_path.read_text()[-3000:]
         assert http_status(metrics_port, "/healthz") == 503  # alive, not ready
         assert process.poll() is None
+        # Told to stop while still loading (Kubernetes does not wait for a pod to be ready), it
+        # exits cleanly, not SIGKILLed at the end of the 30 s grace (stop_process: -9).
+        assert stop_process(process) == 0, log_path.read_text()[-3000:]
+        assert "stop requested while loading" in log_path.read_text()
     finally:
         hub.release()
         stop_process(process)
