@@ -11,17 +11,23 @@ Runs as its own process (the engine is torn down with it); prints one JSON line.
 
     python -m bench.baselines.direct --pairs 128 --budget 128 --judging one-call
     python -m bench.baselines.direct --pairs 32 --budget 48 --interleaved 2  # all, one engine
+    RRM_ENGINE__MODEL=.cache/models/tiny-rrm \
+        python -m bench.baselines.direct --pairs 64 --budget 64 --interleaved 2 --synthetic
+
+`--synthetic`: `rrm_synthetic`'s pairs (a quarter past any budget) instead of HH-RLHF, for a judge
+trained on them (the tiny RRM of `make rrm-model`, which writes its verdicts).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from typing import Any
 
 from bench.common import ENGINE, ForeignCpu, measured_pairs, model_dir, to_pair, warm_pairs
-from reward_service.domain import ParseStatus
+from reward_service.domain import Pair, ParseStatus
 
 JUDGING = ("two-call", "one-call", "text")
 
@@ -46,28 +52,38 @@ def run(pairs: int, budget: int, warm_budget: int, judging: str) -> dict[str, fl
     return row | {"foreign_cores": foreign.cores, "judging": judging}
 
 
-def interleaved(pairs: int, budget: int, rounds: int) -> dict[str, Any]:
+def block_pairs(n: int, block: int, synthetic: bool) -> list[Pair]:
+    """The `block`-th set of n pairs: no two blocks share a prompt."""
+    from bench.common import bench_pairs
+    from reward_service.testing.rrm_synthetic import make_judgment
+
+    if not synthetic:
+        return [to_pair(p) for p in bench_pairs(n, block * n)]
+    rng = random.Random(1000 + block)
+    return [make_judgment(rng, long=rng.random() < 0.25).pair for _ in range(n)]
+
+
+def interleaved(pairs: int, budget: int, rounds: int, synthetic: bool = False) -> dict[str, Any]:
     """Every procedure on ONE engine, alternating, each on pairs that engine has not seen: on a
     shared machine the noise falls on all of them alike (separate engines minutes apart do not
     see the same load). Returns per procedure the summed work and time of its rounds."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams, TokensPrompt
 
-    from bench.common import bench_pairs
     from reward_service.judge import Judge, detect_profile
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir())
     judge = Judge(tokenizer, detect_profile(tokenizer))
     llm = LLM(model=model_dir(), **ENGINE.vllm_kwargs())
     llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], SamplingParams(max_tokens=4))
-    warm = [judge.render(to_pair(p)) for p in bench_pairs(pairs, 0)]
+    warm = [judge.render(p) for p in block_pairs(pairs, 0, synthetic)]
     one_round(llm, judge, warm, 8, "two-call")
     totals: dict[str, dict[str, Any]] = {}
     block = 1
     for r in range(rounds):
         order = JUDGING if r % 2 == 0 else JUDGING[::-1]
         for judging in order:
-            prompts = [judge.render(to_pair(p)) for p in bench_pairs(pairs, block * pairs)]
+            prompts = [judge.render(p) for p in block_pairs(pairs, block, synthetic)]
             block += 1
             row = one_round(llm, judge, prompts, budget, judging)
             print(f"round {r} {judging}: {row}", flush=True)
@@ -147,9 +163,10 @@ def main() -> None:
     ap.add_argument("--warm-budget", type=int, default=16, help="0: no warm-up burst")
     ap.add_argument("--judging", choices=JUDGING, default="two-call")
     ap.add_argument("--interleaved", type=int, default=0, help="rounds of every procedure")
+    ap.add_argument("--synthetic", action="store_true", help="rrm_synthetic pairs (interleaved)")
     args = ap.parse_args()
     if args.interleaved:
-        totals = interleaved(args.pairs, args.budget, args.interleaved)
+        totals = interleaved(args.pairs, args.budget, args.interleaved, args.synthetic)
         print("RESULT " + json.dumps(totals), flush=True)
         base = totals["text"]
         for judging, t in totals.items():
