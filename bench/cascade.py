@@ -17,6 +17,9 @@ is judged once and shared by all thresholds (the same job again). Tokens are the
 `reasoning_tokens`, which a cached answer keeps, so each variant costs what it would cost alone.
 
     nice -n 10 python -m bench.cascade --pairs 64 --full 128 --short 32
+
+`--synthetic`: the tiny RRM (`make rrm-model`, rrm profile) on `rrm_synthetic`'s pairs (chosen: the
+answer the rule picks; a quarter past any budget), a judge that decides on content, not position.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ import grpc
 from rrm.v1 import reward_pb2 as pb
 from rrm.v1 import reward_pb2_grpc as pb_grpc
 
-from bench.common import ENGINE, OUT_DIR, machine_facts, md_table, measured_pairs, save_json
+from bench.common import (
+    ENGINE,
+    OUT_DIR,
+    ROOT,
+    machine_facts,
+    md_table,
+    measured_pairs,
+    save_json,
+)
 from policy_adapter.hh_rlhf import PreferencePair
 from reward_service.testing.serve_process import rrm_serve
 
@@ -139,8 +150,22 @@ def summary(name: str, answers: list[Answer], ref: list[Answer], seconds: float)
     }
 
 
+def synthetic_pairs(n: int) -> list[PreferencePair]:
+    import random
+
+    from reward_service.domain import Verdict
+    from reward_service.testing.rrm_synthetic import make_judgment
+
+    rng, out = random.Random(4321), []
+    for _ in range(n):
+        j = make_judgment(rng, long=rng.random() < 0.25)
+        good, bad = (j.pair.first, j.pair.second)[:: 1 if j.verdict is Verdict.FIRST else -1]
+        out.append(PreferencePair((), j.pair.query, good, bad))
+    return out
+
+
 async def measure(address: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    pairs = measured_pairs(args.pairs)
+    pairs = synthetic_pairs(args.pairs) if args.synthetic else measured_pairs(args.pairs)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.RewardServiceStub(channel)
         ref, secs = await run_variant(stub, pairs, args)
@@ -207,8 +232,9 @@ def main() -> None:
         action="store_true",
         help="also rerun the full budget with the reference's seed, uncached (reproducibility)",
     )
+    parser.add_argument("--synthetic", action="store_true", help="the tiny RRM on synthetic pairs")
     args = parser.parse_args()
-    log_dir = OUT_DIR / "cascade"
+    log_dir = OUT_DIR / ("cascade-synthetic" if args.synthetic else "cascade")
     log_dir.mkdir(parents=True, exist_ok=True)
     # rrm_serve sets the context length itself (2048, as ENGINE's)
     env = {k: v for k, v in ENGINE.rrm_env().items() if k != "RRM_ENGINE__MAX_MODEL_LEN"}
@@ -216,7 +242,12 @@ def main() -> None:
     # At `nice -n 10` on a shared machine the engine core can wait minutes for a CPU: no stall
     # probe, or the worker restarts a starved (not hung) engine mid-run.
     env["RRM_WORKER__ENGINE_STALL_S"] = "3600"
-    with rrm_serve(Path(log_dir), **env) as service:
+    if args.synthetic:
+        from reward_service.testing.tiny_rrm import build_trained_rrm_model
+
+        model = build_trained_rrm_model(ROOT / ".cache" / "models" / "tiny-rrm")
+        env |= {"RRM_ENGINE__MODEL": str(model), "RRM_JUDGE__PROFILE": "rrm"}
+    with rrm_serve(Path(log_dir), timeout_s=300, **env) as service:
         rows = asyncio.run(measure(service.address, args))
     table = report(rows, args)
     print(table)
