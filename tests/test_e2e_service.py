@@ -77,12 +77,23 @@ def test_order_both_and_votes(stub: pb_grpc.RewardServiceStub) -> None:
 
 
 def test_compare_batch_of_real_pairs(stub: pb_grpc.RewardServiceStub) -> None:
+    """Every pair is answered; a judgment is decided unless the sampled judge left no verdict
+    (seen in CI: 1 of 8 stopped after 13 of its 16 tokens), which must come back undecided,
+    never as a default winner."""
     batch = pb.CompareBatchRequest(pairs=[request(i, budget=16) for i in range(8)])
     reply = stub.CompareBatch(batch, timeout=300)
     assert len(reply.results) == 8
+    decided = 0
     for result in reply.results:
         assert result.WhichOneof("outcome") == "response"
-        assert result.response.winner in (pb.WINNER_A, pb.WINNER_B)
+        (vote,) = result.response.votes
+        if vote.parse_status in (pb.PARSE_STATUS_OK, pb.PARSE_STATUS_BUDGET_FORCED):
+            assert result.response.winner in (pb.WINNER_A, pb.WINNER_B)
+            decided += 1
+        else:
+            assert vote.parse_status == pb.PARSE_STATUS_UNPARSEABLE, vote
+            assert result.response.winner == pb.WINNER_UNDECIDED
+    assert decided >= 5
 
 
 def test_retry_with_same_request_id_does_no_new_engine_work(
