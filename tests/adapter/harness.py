@@ -195,6 +195,8 @@ def policy_server(log_dir: Path, timeout_s: float = 240.0) -> Iterator[PolicySer
         port = sock.getsockname()[1]
     log_path = log_dir / f"policy-{port}.log"
     env = {**os.environ, **cpu_env_defaults(ROOT / ".cache", kvcache_gib=1)}
+    # vLLM binds its IPC sockets there: the folder must exist whatever ran before this
+    Path(env["VLLM_RPC_BASE_PATH"]).mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(MODEL_DIR), "--host", "127.0.0.1", "--port", str(port),
