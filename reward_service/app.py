@@ -229,19 +229,32 @@ async def _stopped_while_loading(
         http.close()
 
 
-async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
-    """`rrm serve`: gateway + embedded queue + worker + in-process engine, one process."""
+async def _load_judge_and_engine(
+    settings: Settings, stopper: Stopper, http: asyncio.Server | None
+) -> tuple[Judge, Engine] | None:
+    """The judge and a started engine, each step raced against SIGTERM; None when stopped
+    first (the partly built engine closed, the metrics server shut)."""
     from reward_service.engine.factory import build_engine
 
-    stopper = Stopper.install()
-    http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
     engine: Engine | None = None
     try:
         judge = await stopper.until_stopped(in_thread(load_judge, settings))
         engine = await stopper.until_stopped(in_thread(build_engine, settings))
         await stopper.until_stopped(engine.start())
     except StoppedWhileLoading:
-        return await _stopped_while_loading(http, engine)
+        await _stopped_while_loading(http, engine)
+        return None
+    return judge, engine
+
+
+async def serve_all(settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
+    """`rrm serve`: gateway + embedded queue + worker + in-process engine, one process."""
+    stopper = Stopper.install()
+    http = await start_http(settings.gateway.metrics_host, settings.gateway.metrics_port)
+    loaded = await _load_judge_and_engine(settings, stopper, http)
+    if loaded is None:
+        return
+    judge, engine = loaded
     broker = build_broker(settings, role="all")
     await broker.start()
     fleet = MemoryFleet()
@@ -311,8 +324,6 @@ async def run_gateway(settings: Settings, *, on_ready: Callable[[int], None] | N
 
 async def run_worker(settings: Settings) -> None:
     """`rrm worker`: one engine replica reading jobs from the shared queue."""
-    from reward_service.engine.factory import build_engine
-
     if settings.queue.kind != "redis":
         raise SystemExit("rrm worker needs a shared queue: set RRM_QUEUE__KIND=redis")
     stopper = Stopper.install()
@@ -321,13 +332,10 @@ async def run_worker(settings: Settings) -> None:
     # event loop, or /metrics would stay silent and liveness would fail during it.
     # SIGTERM during the load exits at once (Kubernetes stops pods whether they loaded or not).
     http = await start_http(settings.worker.metrics_host, settings.worker.metrics_port)
-    engine: Engine | None = None
-    try:
-        judge = await stopper.until_stopped(in_thread(load_judge, settings))
-        engine = await stopper.until_stopped(in_thread(build_engine, settings))
-        await stopper.until_stopped(engine.start())
-    except StoppedWhileLoading:
-        return await _stopped_while_loading(http, engine)
+    loaded = await _load_judge_and_engine(settings, stopper, http)
+    if loaded is None:
+        return
+    judge, engine = loaded
     broker = build_broker(settings, role="worker")
     await broker.start()
     worker = build_worker(settings, broker, judge, engine, build_fleet(broker))
